@@ -1,0 +1,180 @@
+"""Server-wide state shared by the handlers: the tenant, settings, the request log, opaque tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from localgraph.errors import GraphError
+from localgraph.tenant import Tenant
+
+
+@dataclass
+class GraphSettings:
+    """Behaviour knobs. All can be changed at run time through the control API (``PATCH /_control/settings``)."""
+
+    latency_ms: float = 0.0  # added to every Graph HTTP response (a $batch pays it once)
+    latency_jitter_ms: float = 0.0
+    token_lifetime_s: int = 3599  # access tokens' expires_in
+    default_page_size: int = 100
+    max_page_size: int = 999
+    sign_in_activity_max_page_size: int = 500
+    delta_page_size: int = 200  # objects per delta page ("about 200"; not guaranteed by Graph)
+    delta_member_slice: int = 500  # members@delta entries per group per page; bigger groups span pages
+    delta_token_max_age_s: int = 7 * 24 * 3600  # directory delta tokens live 7 days
+    delta_token_failure: str = "syncStateNotFound"  # or "reset" (410 Gone + Location)
+    intune_page_size: int = 1000
+    enforce_budgets: bool = True  # resource-unit and write budgets per app+tenant
+    throttle_retry_after: bool = True  # False: 429s come without a Retry-After header
+    shuffle_batch_responses: bool = True  # Graph may answer batch steps in any order
+    premium_licence: bool = True  # signInActivity needs Entra ID P1/P2
+    page_token_max_age_s: int = 3600
+
+    def update(self, changes: dict[str, Any]) -> None:
+        known = asdict(self)
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(unknown)}")
+        for name, value in changes.items():
+            expected = type(known[name])
+            if expected is float and isinstance(value, int):
+                value = float(value)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(f"setting {name} must be {expected.__name__}")
+            setattr(self, name, value)
+
+
+@dataclass
+class LogEntry:
+    at: float
+    method: str
+    path: str
+    template: str
+    status: int
+    resource_units: int
+    in_batch: bool
+    throttled: bool
+
+
+@dataclass
+class RequestLog:
+    """What clients asked for: read by tests and the benchmark through ``/_control/requests``."""
+
+    entries: list[LogEntry] = field(default_factory=list)
+    token_requests: int = 0
+    token_failures: int = 0
+    http_calls: int = 0  # Graph HTTP requests, a $batch counting once
+
+    def add(self, entry: LogEntry) -> None:
+        self.entries.append(entry)
+        if not entry.in_batch:
+            self.http_calls += 1
+
+    def summary(self) -> dict[str, Any]:
+        by_template: Counter[str] = Counter()
+        batched: Counter[str] = Counter()
+        statuses: Counter[int] = Counter()
+        units = 0
+        throttled = 0
+        for entry in self.entries:
+            key = f"{entry.method} {entry.template}"
+            (batched if entry.in_batch else by_template)[key] += 1
+            statuses[entry.status] += 1
+            throttled += entry.throttled
+            if not entry.throttled:
+                units += entry.resource_units
+        return {
+            "http_calls": self.http_calls,
+            "batch_steps": sum(batched.values()),
+            "resource_units": units,
+            "throttled": throttled,
+            "token_requests": self.token_requests,
+            "token_failures": self.token_failures,
+            "by_path": dict(sorted(by_template.items())),
+            "batched_by_path": dict(sorted(batched.items())),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        }
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.token_requests = self.token_failures = self.http_calls = 0
+
+
+class TokenCodec:
+    """Opaque, tamper-evident tokens (skip tokens, delta tokens): base64url(JSON) plus an HMAC."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or os.urandom(32)
+
+    def encode(self, payload: dict[str, Any]) -> str:
+        raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        mac = hmac.new(self._key, raw, hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(mac + raw).decode().rstrip("=")
+
+    def decode(self, token: str) -> dict[str, Any] | None:
+        try:
+            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (ValueError, TypeError):
+            return None
+        mac, raw = blob[:12], blob[12:]
+        if not hmac.compare_digest(mac, hmac.new(self._key, raw, hashlib.sha256).digest()[:12]):
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+
+def query_fingerprint(path: str, query: dict[str, str], exclude: tuple[str, ...] = ("$skiptoken",)) -> str:
+    """A short digest of a request's path and query options, so a token is only valid for its query."""
+    items = sorted((k, v) for k, v in query.items() if k not in exclude)
+    return hashlib.sha256(json.dumps([path.lower(), items]).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ServerContext:
+    tenant: Tenant
+    settings: GraphSettings
+    origin: str = ""  # https://127.0.0.1:PORT
+    graph_origins: set[str] = field(default_factory=set)  # accepted token audiences
+    tokens: TokenCodec = field(default_factory=TokenCodec)
+    log: RequestLog = field(default_factory=RequestLog)
+    started_at: float = field(default_factory=time.time)
+    delta_generation: int = 0  # bumped to invalidate every delta token issued before
+    delta_invalid_before: float = 0.0  # tokens issued before this moment are rejected
+    # Filled in by the server: identity (token service), throttling, faults.
+    identity: Any = None
+    throttle: Any = None
+    faults: Any = None
+
+    def page_token(self, path: str, query: dict[str, str], cursor: Any) -> str:
+        return self.tokens.encode(
+            {"k": "page", "q": query_fingerprint(path, query), "c": cursor, "t": int(time.time())}
+        )
+
+    def read_page_token(self, path: str, query: dict[str, str]) -> Any:
+        """The cursor of ``$skiptoken``, or None on the first page. A token from another query, a
+        tampered one or an expired one is rejected as Graph rejects expired page tokens."""
+        token = query.get("$skiptoken")
+        if token is None:
+            return None
+        payload = self.tokens.decode(token)
+        if (
+            payload is None
+            or payload.get("k") != "page"
+            or payload.get("q") != query_fingerprint(path, query)
+            or time.time() - payload.get("t", 0) > self.settings.page_token_max_age_s
+        ):
+            raise GraphError(
+                400,
+                "Directory_ExpiredPageToken",
+                "The specified page token value has expired and can no longer be included in your request.",
+            )
+        return payload["c"]

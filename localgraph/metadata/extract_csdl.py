@@ -1,0 +1,272 @@
+"""Extract the entity shapes the local Graph serves from Microsoft Graph's published v1.0 metadata.
+
+A developer script, run by hand when the CSDL is refreshed; nothing reads the CSDL at run or test time::
+
+    .venv/bin/python -m localgraph.metadata.extract_csdl /path/to/graph-v1.0.csdl [-o OUTPUT]
+
+The input is Microsoft's ``msgraph-metadata/schemas/v1.0-Prod.csdl`` (OData v4 CSDL XML). The output,
+``localgraph/metadata/graph-v1.0-types.json`` by default, holds the served entity types with all their base
+types, plus every complex and enum type reachable from their structural properties (transitively, through
+complex base types and complex types derived from a reachable one, so that a value naming a derived type
+in ``@odata.type`` can be checked). Navigation properties are recorded (name, target type, collection
+flag) but not followed.
+
+Type names are normalized to their namespace-qualified form (``graph.user`` -> ``microsoft.graph.user``,
+whatever alias a schema declares). Type maps are sorted by name; properties, navigation properties and
+enum members keep their CSDL declaration order, which ``localgraph.schema`` relies on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
+
+SOURCE = (
+    "Microsoft Graph v1.0 CSDL (microsoftgraph/msgraph-metadata schemas/v1.0-Prod.csdl), "
+    "extracted by localgraph/metadata/extract_csdl.py"
+)
+
+SERVED_ENTITY_TYPES = (
+    "microsoft.graph.user",
+    "microsoft.graph.group",
+    "microsoft.graph.device",
+    "microsoft.graph.application",
+    "microsoft.graph.servicePrincipal",
+    "microsoft.graph.orgContact",
+    "microsoft.graph.directoryObject",
+    "microsoft.graph.extensionProperty",
+    "microsoft.graph.managedDevice",
+    "microsoft.graph.windowsProtectionState",
+    "microsoft.graph.detectedApp",
+    "microsoft.graph.profilePhoto",
+    "microsoft.graph.organization",
+    "microsoft.graph.domain",
+)
+
+DEFAULT_OUTPUT = Path(__file__).with_name("graph-v1.0-types.json")
+
+
+class CsdlError(Exception):
+    """The CSDL does not have the shape this extractor expects."""
+
+
+class _Model:
+    """The CSDL's entity, complex and enum types, indexed by namespace-qualified name."""
+
+    def __init__(self, root: ET.Element) -> None:
+        self.namespaces: dict[str, str] = {}  # alias or namespace -> namespace
+        self.entity: dict[str, ET.Element] = {}
+        self.complex: dict[str, ET.Element] = {}
+        self.enum: dict[str, ET.Element] = {}
+        schemas = list(root.iter(f"{EDM}Schema"))
+        if not schemas:
+            raise CsdlError("no <Schema> elements: is this an OData v4 CSDL document?")
+        for schema in schemas:
+            namespace = schema.attrib["Namespace"]
+            self.namespaces[namespace] = namespace
+            if alias := schema.get("Alias"):
+                self.namespaces[alias] = namespace
+        for schema in schemas:
+            namespace = schema.attrib["Namespace"]
+            for element in schema:
+                kind = {
+                    f"{EDM}EntityType": self.entity,
+                    f"{EDM}ComplexType": self.complex,
+                    f"{EDM}EnumType": self.enum,
+                }.get(element.tag)
+                if kind is None:
+                    continue
+                name = f"{namespace}.{element.attrib['Name']}"
+                if name in kind:
+                    raise CsdlError(f"type {name} is declared twice")
+                kind[name] = element
+
+    def qualify(self, raw: str) -> str:
+        """``graph.user`` -> ``microsoft.graph.user``; ``Edm.*`` unchanged."""
+        if raw.startswith("Edm."):
+            return raw
+        prefix, dot, name = raw.rpartition(".")
+        if not dot or prefix not in self.namespaces:
+            raise CsdlError(f"type reference {raw!r} has no known namespace or alias")
+        return f"{self.namespaces[prefix]}.{name}"
+
+    def type_ref(self, raw: str) -> tuple[str, bool]:
+        """A property's ``Type`` attribute -> (qualified element type, is collection)."""
+        if raw.startswith("Collection(") and raw.endswith(")"):
+            return self.qualify(raw[len("Collection(") : -1]), True
+        return self.qualify(raw), False
+
+    def base_type(self, element: ET.Element) -> str | None:
+        base = element.get("BaseType")
+        return self.qualify(base) if base else None
+
+
+def _bool_attr(element: ET.Element, name: str, default: bool) -> bool:
+    value = element.get(name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise CsdlError(f"{element.get('Name')}: {name}={value!r} is not a CSDL boolean")
+    return value == "true"
+
+
+def _members(element: ET.Element, tag: str) -> list[ET.Element]:
+    return [child for child in element if child.tag == f"{EDM}{tag}"]
+
+
+def _properties(model: _Model, owner: str, element: ET.Element) -> dict[str, dict[str, Any]]:
+    properties: dict[str, dict[str, Any]] = {}
+    for prop in _members(element, "Property"):
+        name = prop.attrib["Name"]
+        if name in properties:
+            raise CsdlError(f"{owner}.{name} is declared twice")
+        type_name, collection = model.type_ref(prop.attrib["Type"])
+        properties[name] = {
+            "collection": collection,
+            "nullable": _bool_attr(prop, "Nullable", True),
+            "type": type_name,
+        }
+    return properties
+
+
+def _navigation_properties(model: _Model, owner: str, element: ET.Element) -> dict[str, dict[str, Any]]:
+    navigation: dict[str, dict[str, Any]] = {}
+    for prop in _members(element, "NavigationProperty"):
+        name = prop.attrib["Name"]
+        if name in navigation:
+            raise CsdlError(f"{owner}.{name} is declared twice")
+        type_name, collection = model.type_ref(prop.attrib["Type"])
+        navigation[name] = {"collection": collection, "type": type_name}
+    return navigation
+
+
+def extract(root: ET.Element, served: tuple[str, ...] = SERVED_ENTITY_TYPES) -> dict[str, Any]:
+    """The JSON document for ``served`` (namespace-qualified entity type names) from a parsed CSDL."""
+    model = _Model(root)
+
+    derived_complex: dict[str, list[str]] = {}
+    for name, element in model.complex.items():
+        if base := model.base_type(element):
+            derived_complex.setdefault(base, []).append(name)
+
+    entity_names: set[str] = set()
+    for name in served:
+        while name is not None and name not in entity_names:
+            if name not in model.entity:
+                raise CsdlError(f"entity type {name} is not in the CSDL")
+            entity_names.add(name)
+            name = model.base_type(model.entity[name])
+
+    complex_names: set[str] = set()
+    enum_names: set[str] = set()
+    pending: list[ET.Element] = [model.entity[name] for name in entity_names]
+
+    def reach(type_name: str) -> None:
+        if type_name.startswith("Edm."):
+            return
+        if type_name in model.enum:
+            enum_names.add(type_name)
+        elif type_name in model.complex:
+            if type_name not in complex_names:
+                complex_names.add(type_name)
+                pending.append(model.complex[type_name])
+                if base := model.base_type(model.complex[type_name]):
+                    reach(base)
+                for derived in derived_complex.get(type_name, ()):
+                    reach(derived)
+        elif type_name in model.entity:
+            raise CsdlError(f"structural property of entity type {type_name}: not supported")
+        else:
+            raise CsdlError(f"type {type_name} is referenced but not declared")
+
+    while pending:
+        element = pending.pop()
+        for prop in _members(element, "Property"):
+            reach(model.type_ref(prop.attrib["Type"])[0])
+
+    entity_types = {}
+    for name in sorted(entity_names):
+        element = model.entity[name]
+        entity_types[name] = {
+            "abstract": _bool_attr(element, "Abstract", False),
+            "baseType": model.base_type(element),
+            "navigationProperties": _navigation_properties(model, name, element),
+            "openType": _bool_attr(element, "OpenType", False),
+            "properties": _properties(model, name, element),
+        }
+    complex_types = {}
+    for name in sorted(complex_names):
+        element = model.complex[name]
+        complex_types[name] = {
+            "baseType": model.base_type(element),
+            "openType": _bool_attr(element, "OpenType", False),
+            "properties": _properties(model, name, element),
+        }
+    enum_types = {}
+    for name in sorted(enum_names):
+        element = model.enum[name]
+        enum_types[name] = {
+            "isFlags": _bool_attr(element, "IsFlags", False),
+            "members": [member.attrib["Name"] for member in _members(element, "Member")],
+        }
+    return {
+        "complexTypes": complex_types,
+        "entityTypes": entity_types,
+        "enumTypes": enum_types,
+        "source": SOURCE,
+    }
+
+
+def _is_leaf(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(not isinstance(v, dict | list) for v in value.values())
+    if isinstance(value, list):
+        return all(not isinstance(v, dict | list) for v in value)
+    return True
+
+
+def dumps(document: Any, indent: int = 0) -> str:
+    """JSON with one line per property, navigation property and enum: small and diff-friendly.
+
+    Key order is the document's own (``extract`` builds it sorted where order carries no meaning).
+    """
+    if _is_leaf(document):
+        return json.dumps(document, ensure_ascii=False)
+    pad = " " * (indent + 1)
+    if isinstance(document, dict):
+        if not document:
+            return "{}"
+        items = [f"{pad}{json.dumps(k)}: {dumps(v, indent + 1)}" for k, v in document.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    items = [f"{pad}{dumps(v, indent + 1)}" for v in document]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("csdl", type=Path, help="Graph v1.0 CSDL (msgraph-metadata schemas/v1.0-Prod.csdl)")
+    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file to write")
+    args = parser.parse_args(argv)
+    try:
+        document = extract(ET.parse(args.csdl).getroot())
+    except (CsdlError, ET.ParseError, KeyError) as exc:
+        print(f"extract_csdl: {args.csdl}: {exc}", file=sys.stderr)
+        return 1
+    text = dumps(document) + "\n"
+    args.output.write_text(text, encoding="utf-8")
+    print(
+        f"wrote {args.output} ({len(text.encode()):,} bytes): "
+        f"{len(document['entityTypes'])} entity, {len(document['complexTypes'])} complex, "
+        f"{len(document['enumTypes'])} enum types"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Directory reads: collections, single objects, relationships, ``$count``, Intune managed devices.
+
+Paging follows Graph: ``$top`` 1..999 (default 100), an absolute ``@odata.nextLink`` that keeps every
+original query option plus an opaque ``$skiptoken``, ``@odata.count`` on the first page only. A filtered
+page scans a bounded slice of the directory, so a selective filter can give pages with fewer items than
+``$top``, even empty ones, that still carry a nextLink: clients must follow links, not count items.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from localgraph.context import ServerContext
+from localgraph.errors import GraphError, bad_request, not_found
+from localgraph.query import (
+    ListQuery,
+    context_url,
+    parse_expand,
+    parse_list_query,
+    parse_select,
+    project,
+    sort_key,
+)
+from localgraph.routing import GraphRequest, GraphResponse, Router
+from localgraph.tenant import COLLECTIONS, KIND_TO_COLLECTION, DirObject
+
+router = Router()
+FILTER_SCAN_PER_PAGE = 20_000  # objects examined per page of a filtered list
+ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+
+
+def next_link(req: GraphRequest, token: str) -> str:
+    """The request's own URL with every original query option plus ``$skiptoken``."""
+    items = [(k, v) for k, v in req.query.items() if k != "$skiptoken"]
+    items.append(("$skiptoken", token))
+    encoded = urlencode(items, quote_via=quote, safe="$'(),:/@*")
+    return f"{req.base_url}{req.path}?{encoded}"
+
+
+def collection_response(ctx, req, entity_set, items, query: ListQuery, link: str | None, total: int | None):
+    body: dict[str, Any] = {"@odata.context": context_url(req.base_url, entity_set, query.select)}
+    if total is not None:
+        body["@odata.count"] = total
+    if link:
+        body["@odata.nextLink"] = link
+    body["value"] = items
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+def _page_over(
+    ctx: ServerContext,
+    req: GraphRequest,
+    query: ListQuery,
+    candidates: Callable[[Any], Iterable[tuple[Any, DirObject]]],
+    render: Callable[[DirObject], dict[str, Any]],
+    entity_set: str,
+    count_all: Callable[[], int],
+) -> GraphResponse:
+    """One page of a list. ``candidates(cursor)`` yields ``(position, object)`` after ``cursor``."""
+    cursor = ctx.read_page_token(req.path, req.query)
+    first_page = cursor is None
+    total = None
+    if query.sorted:
+        ordered = _sorted(query, (obj for _, obj in candidates(None) if query.matches(obj)))
+        offset = cursor or 0
+        page = ordered[offset : offset + query.top]
+        link = next_link(req, ctx.page_token(req.path, req.query, offset + len(page))) if (
+            offset + len(page) < len(ordered)
+        ) else None  # fmt: skip
+        if first_page and query.count:
+            total = len(ordered)
+        return collection_response(ctx, req, entity_set, [render(o) for o in page], query, link, total)
+    page: list[DirObject] = []
+    scanned = 0
+    last_position = cursor
+    exhausted = True
+    limit = FILTER_SCAN_PER_PAGE if query.predicate is not None else None
+    for position, obj in candidates(cursor):
+        if len(page) == query.top or (limit is not None and scanned >= limit):
+            exhausted = False
+            break
+        scanned += 1
+        last_position = position
+        if query.matches(obj):
+            page.append(obj)
+    link = None if exhausted else next_link(req, ctx.page_token(req.path, req.query, last_position))
+    if first_page and query.count:
+        total = count_all()
+    return collection_response(ctx, req, entity_set, [render(o) for o in page], query, link, total)
+
+
+def _sorted(query: ListQuery, objects: Iterable[DirObject]) -> list[DirObject]:
+    result = list(objects)
+    for prop, descending in reversed(query.orderby):
+        result.sort(key=sort_key(prop), reverse=descending)
+    return result
+
+
+def _top_level_list(ctx: ServerContext, req: GraphRequest, kind: str) -> GraphResponse:
+    max_top = ctx.settings.max_page_size
+    select_text = req.query.get("$select", "") + req.query.get("$filter", "")
+    if kind == "user" and "signInActivity" in select_text:
+        if not ctx.settings.premium_licence:
+            raise GraphError(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+            )
+        max_top = ctx.settings.sign_in_activity_max_page_size
+    query = parse_list_query(req, [kind], default_top=ctx.settings.default_page_size, max_top=max_top)
+    tenant = ctx.tenant
+
+    def candidates(cursor):
+        for obj in tenant.live(kind, -1 if cursor is None else cursor):
+            yield obj.ordinal, obj
+
+    def count_all() -> int:
+        return sum(1 for obj in tenant.live(kind) if query.matches(obj))
+
+    render = _renderer(ctx, req, query, with_type=False)
+    return _page_over(ctx, req, query, candidates, render, KIND_TO_COLLECTION[kind], count_all)
+
+
+def _renderer(ctx: ServerContext, req: GraphRequest, query: ListQuery, *, with_type: bool):
+    expand = query.expand
+
+    def render(obj: DirObject) -> dict[str, Any]:
+        item = project(obj, query.select, with_type=with_type)
+        for name, nested in expand.items():
+            _expand_into(ctx, obj, name, nested, item)
+        return item
+
+    return render
+
+
+def _expand_into(ctx: ServerContext, obj: DirObject, name: str, nested, item: dict[str, Any]) -> None:
+    tenant = ctx.tenant
+    if name == "manager":
+        manager_id = tenant.manager.get(obj.id)
+        if manager_id and manager_id in tenant.objects:
+            item["manager"] = project(tenant.objects[manager_id], nested, with_type=True)
+    elif name == "members":
+        item["members"] = [project(m, nested, with_type=True) for m in tenant.group_members(obj.id)[:20]]
+    elif name == "memberOf":
+        item["memberOf"] = [project(g, nested, with_type=True) for g in tenant.groups_of(obj.id)[:20]]
+    elif name == "directReports":
+        reports = [tenant.objects[u] for u, m in tenant.manager.items() if m == obj.id and u in tenant.objects]
+        item["directReports"] = [project(u, nested, with_type=True) for u in reports[:20]]
+    elif name == "owners":
+        item["owners"] = [project(tenant.objects[o], nested, with_type=True) for o in tenant.owners.get(obj.id, {})]
+
+
+def _count_response(ctx: ServerContext, req: GraphRequest, kinds: list[str], objects: Iterable[DirObject]):
+    if not req.eventual:
+        raise bad_request("$count is not currently supported.")
+    query = parse_list_query(req, kinds, default_top=1, max_top=999, count_segment=True)
+    return GraphResponse(200, str(sum(1 for obj in objects if query.matches(obj))), content_type="text/plain")
+
+
+# ------------------------------------------------------------------------------------------ collections
+
+
+def _register_collection(collection: str, kind: str) -> None:
+    @router.route("GET", f"/{collection}")
+    def list_collection(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
+        return _top_level_list(ctx, req, kind)
+
+    @router.route("GET", f"/{collection}/$count")
+    def count_collection(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
+        return _count_response(ctx, req, [kind], ctx.tenant.live(kind))
+
+    @router.route("GET", f"/{collection}/{{id}}")
+    def get_object(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+        obj = ctx.tenant.find_user(id) if kind == "user" else ctx.tenant.get(id, kind)
+        for name in req.query:
+            if name.startswith("$") and name not in ("$select", "$expand"):
+                raise bad_request(f"Query option '{name}' is not allowed.", code="BadRequest")
+        select = parse_select(req.query.get("$select"), [kind], collection=False)
+        body = {"@odata.context": context_url(req.base_url, collection, select, entity=True)}
+        body.update(project(obj, select))
+        if "$expand" in req.query:
+            for name, nested in parse_expand(req.query["$expand"], [kind]).items():
+                _expand_into(ctx, obj, name, nested, body)
+        return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+for _collection, _kind in COLLECTIONS.items():
+    _register_collection(_collection, _kind)
+
+
+# ---------------------------------------------------------------------------------------- relationships
+
+_CASTS = {"microsoft.graph.user": "user", "microsoft.graph.group": "group", "microsoft.graph.device": "device",
+          "microsoft.graph.orgContact": "orgContact", "microsoft.graph.servicePrincipal": "servicePrincipal",
+          "microsoft.graph.application": "application"}  # fmt: skip
+_MEMBER_KINDS = ["user", "group", "device", "orgContact", "servicePrincipal"]
+
+
+def _relationship(
+    ctx: ServerContext, req: GraphRequest, objects: list[DirObject], cast: str | None
+) -> GraphResponse:
+    kinds = _MEMBER_KINDS
+    if cast is not None:
+        kind = _CASTS.get(cast.lower().replace("microsoft.graph.", "microsoft.graph.").strip())
+        kind = kind or next((k for c, k in _CASTS.items() if c.lower() == cast.lower()), None)
+        if kind is None:
+            raise bad_request(f"Resource not found for the segment '{cast}'.", code="BadRequest")
+        objects = [obj for obj in objects if obj.kind == kind]
+        kinds = [kind]
+    query = parse_list_query(
+        req, kinds, default_top=ctx.settings.default_page_size, max_top=ctx.settings.max_page_size,
+        relationship=True,
+    )  # fmt: skip
+    if cast is not None and query.advanced is False and len(req.query.keys() - {"$skiptoken", "$top", "$select"}):
+        raise GraphError(400, "Request_UnsupportedQuery", "The specified query is not supported. OData cast "
+                         "with other query parameters requires advanced query parameters.")  # fmt: skip
+
+    def candidates(cursor):
+        start = 0 if cursor is None else cursor + 1
+        for index in range(start, len(objects)):
+            yield index, objects[index]
+
+    def count_all() -> int:
+        return sum(1 for obj in objects if query.matches(obj))
+
+    entity_set = "directoryObjects" if cast is None else KIND_TO_COLLECTION[kinds[0]]
+    render = _renderer(ctx, req, query, with_type=cast is None)
+    return _page_over(ctx, req, query, candidates, render, entity_set, count_all)
+
+
+def _register_relationship(owner_collection: str, owner_kind: str, name: str, source) -> None:
+    def handler(ctx: ServerContext, req: GraphRequest, id: str, cast: str | None = None) -> GraphResponse:
+        owner = ctx.tenant.find_user(id) if owner_kind == "user" else ctx.tenant.get(id, owner_kind)
+        return _relationship(ctx, req, source(ctx.tenant, owner.id), cast)
+
+    def count(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+        owner = ctx.tenant.find_user(id) if owner_kind == "user" else ctx.tenant.get(id, owner_kind)
+        return _count_response(ctx, req, _MEMBER_KINDS, source(ctx.tenant, owner.id))
+
+    router.route("GET", f"/{owner_collection}/{{id}}/{name}")(handler)
+    router.route("GET", f"/{owner_collection}/{{id}}/{name}/$count")(count)
+    router.route("GET", f"/{owner_collection}/{{id}}/{name}/{{cast}}")(handler)
+
+
+_register_relationship("groups", "group", "members", lambda t, i: t.group_members(i))
+_register_relationship("groups", "group", "transitiveMembers", lambda t, i: t.transitive_members(i))
+_register_relationship("groups", "group", "owners", lambda t, i: [t.objects[o] for o in t.owners.get(i, {})])
+for _collection, _kind in COLLECTIONS.items():
+    if _kind in ("user", "group", "device", "orgContact", "servicePrincipal"):
+        _register_relationship(_collection, _kind, "memberOf", lambda t, i: t.groups_of(i))
+        _register_relationship(_collection, _kind, "transitiveMemberOf", lambda t, i: t.transitive_groups_of(i))
+_register_relationship(
+    "users", "user", "directReports",
+    lambda t, i: [t.objects[u] for u, m in t.manager.items() if m == i and u in t.objects],
+)  # fmt: skip
+
+
+@router.route("GET", "/users/{id}/manager")
+def get_manager(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    user = ctx.tenant.find_user(id)
+    manager_id = ctx.tenant.manager.get(user.id)
+    if manager_id is None or manager_id not in ctx.tenant.objects:
+        raise not_found("manager")
+    select = parse_select(req.query.get("$select"), ["user"], collection=False)
+    body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
+    body.update(project(ctx.tenant.objects[manager_id], select, with_type=True))
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+@router.route("GET", "/directoryObjects/{id}")
+def get_directory_object(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    obj = ctx.tenant.get(id)
+    body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
+    body.update(project(obj, parse_select(req.query.get("$select"), [obj.kind], collection=False), with_type=True))
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+# ---------------------------------------------------------------------------------------- deleted items
+
+
+@router.route("GET", "/directory/deletedItems/{cast}")
+def list_deleted(ctx: ServerContext, req: GraphRequest, cast: str) -> GraphResponse:
+    kind = next((k for c, k in _CASTS.items() if c.lower() == cast.lower()), None)
+    if kind not in ("user", "group", "application", "servicePrincipal", "device"):
+        # /directory/deletedItems/{id}
+        obj = ctx.tenant.get(cast, include_deleted=True)
+        if obj.deleted is None:
+            raise not_found(cast)
+        body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
+        body.update(project(obj, None, with_type=True))
+        body["deletedDateTime"] = obj.deleted
+        return GraphResponse(200, body, content_type=ODATA_JSON)
+    query = parse_list_query(req, [kind], default_top=ctx.settings.default_page_size, max_top=999)
+    objects = list(ctx.tenant.deleted_items(kind))
+
+    def candidates(cursor):
+        start = 0 if cursor is None else cursor + 1
+        for index in range(start, len(objects)):
+            yield index, objects[index]
+
+    def render(obj: DirObject) -> dict[str, Any]:
+        item = project(obj, query.select)
+        item["deletedDateTime"] = obj.deleted
+        return item
+
+    return _page_over(ctx, req, query, candidates, render, "directoryObjects", lambda: len(objects))
+
+
+# ------------------------------------------------------------------------------------- Intune (separate)
+
+
+@router.route("GET", "/deviceManagement/managedDevices")
+def list_managed_devices(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
+    devices = list(ctx.tenant.managed_devices.values())
+    top = int(req.query.get("$top", ctx.settings.intune_page_size))
+    if not 1 <= top:
+        raise bad_request(f"Invalid $top value '{top}'.", code="BadRequest")
+    select = [s.strip() for s in req.query["$select"].split(",")] if "$select" in req.query else None
+    start = int(ctx.read_page_token(req.path, req.query) or 0)
+    predicate = None
+    if "$filter" in req.query:
+        from shared.graph import odata
+
+        try:
+            predicate = odata.compile_filter(req.query["$filter"])
+        except odata.FilterError as exc:
+            raise bad_request(str(exc), code="BadRequest") from None
+    matching = [d for d in devices if predicate is None or predicate(d.props)]
+    page = matching[start : start + top]
+    items = [{k: d.props.get(k) for k in select} if select else dict(d.props) for d in page]
+    body: dict[str, Any] = {"@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select)}
+    if start + top < len(matching):
+        body["@odata.nextLink"] = next_link(req, ctx.page_token(req.path, req.query, start + top))
+    body["value"] = items
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+def _managed_device(ctx: ServerContext, device_id: str):
+    device = ctx.tenant.managed_devices.get(device_id.lower())
+    if device is None:
+        raise GraphError(404, "ResourceNotFound", f"Resource not found for the segment '{device_id}'.")
+    return device
+
+
+@router.route("GET", "/deviceManagement/managedDevices/{id}")
+def get_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    device = _managed_device(ctx, id)
+    body = {"@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices/$entity"}
+    body.update(device.props)
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+@router.route("GET", "/deviceManagement/managedDevices/{id}/windowsProtectionState")
+def get_windows_protection_state(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    device = _managed_device(ctx, id)
+    if device.windows_protection_state is None:
+        raise GraphError(404, "ResourceNotFound", "Resource not found for the segment 'windowsProtectionState'.")
+    body = {
+        "@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices('{device.props['id']}')"
+        "/windowsProtectionState/$entity"
+    }
+    body.update(device.windows_protection_state)
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+@router.route("GET", "/deviceManagement/managedDevices/{id}/detectedApps")
+def list_detected_apps(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    device = _managed_device(ctx, id)
+    body = {
+        "@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices('{device.props['id']}')/detectedApps",
+        "value": device.detected_apps,
+    }
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
+@router.route("GET", "/organization")
+def list_organization(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
+    tenant = ctx.tenant
+    org = {
+        "id": tenant.tenant_id,
+        "displayName": "Contoso (local Graph)",
+        "verifiedDomains": [
+            {"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": i == 0, "isInitial": i == 0,
+             "name": name, "type": "Managed"}
+            for i, name in enumerate(tenant.verified_domains)
+        ],  # fmt: skip
+        "tenantType": "AAD",
+        "countryLetterCode": "FI",
+    }
+    return GraphResponse(200, {"@odata.context": f"{req.base_url}/$metadata#organization", "value": [org]})
+
+
+def heap_top(objects: Iterable[DirObject], n: int, key) -> list[DirObject]:
+    return heapq.nsmallest(n, objects, key=key)

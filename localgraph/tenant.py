@@ -1,0 +1,339 @@
+"""The tenant's directory in memory, with a change log that delta queries read.
+
+Objects are stored as Graph JSON property dicts (only the properties that are set); reading code projects
+them (``$select``, default properties, nulls for unset selected properties). Every mutation appends a
+:class:`Change` with a tenant-wide sequence number; a delta token is such a number plus the query it was
+issued for, so a later round replays exactly the changes after it.
+
+Single-threaded by design: the server's event loop owns the tenant, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from localgraph.errors import GraphError, conflict, not_found
+
+# Directory object kinds and the collection segment that lists them.
+COLLECTIONS = {
+    "users": "user",
+    "groups": "group",
+    "devices": "device",
+    "applications": "application",
+    "servicePrincipals": "servicePrincipal",
+    "contacts": "orgContact",
+}
+KIND_TO_COLLECTION = {kind: collection for collection, kind in COLLECTIONS.items()}
+ODATA_TYPES = {kind: f"#microsoft.graph.{kind}" for kind in COLLECTIONS.values()}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DirObject:
+    """One directory object. ``props`` holds Graph's JSON properties, ``id`` included."""
+
+    __slots__ = ("deleted", "id", "kind", "ordinal", "password", "photo", "saved_memberships", "props")
+
+    def __init__(self, kind: str, props: dict[str, Any], ordinal: int) -> None:
+        self.kind = kind
+        self.id: str = props["id"]
+        self.props = props
+        self.ordinal = ordinal
+        self.deleted: str | None = None  # deletedDateTime while in deleted items
+        self.password: str | None = None
+        self.photo: tuple[str, bytes] | None = None  # (content type, bytes)
+        self.saved_memberships: list[str] = []  # groups to re-join on restore
+
+    @property
+    def odata_type(self) -> str:
+        return ODATA_TYPES[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change log.
+
+    ``op`` is one of: created, updated, deleted (soft: restorable), purged (hard), restored,
+    member_added, member_removed, manager. ``props`` names the properties an update touched;
+    ``other`` is the member (for membership ops) or the manager id.
+    """
+
+    seq: int
+    kind: str
+    object_id: str
+    op: str
+    props: frozenset[str] | None = None
+    other: str | None = None
+
+
+@dataclass
+class AppRegistration:
+    """An app registration that can obtain tokens (client credentials)."""
+
+    client_id: str
+    display_name: str
+    secrets: list[str] = field(default_factory=list)
+    cert_thumbprints_sha1: list[bytes] = field(default_factory=list)
+    cert_public_keys: dict[bytes, Any] = field(default_factory=dict)  # sha1 thumbprint -> public key
+    roles: list[str] = field(default_factory=list)  # application permissions granted
+
+
+@dataclass
+class ManagedDevice:
+    """An Intune managed device (deviceManagement/managedDevices) and its sub-resources."""
+
+    props: dict[str, Any]
+    windows_protection_state: dict[str, Any] | None = None
+    detected_apps: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Tenant:
+    def __init__(self, tenant_id: str, domain: str) -> None:
+        self.tenant_id = tenant_id
+        self.domain = domain  # the initial verified domain, e.g. contoso-xyz.onmicrosoft.com
+        self.verified_domains: list[str] = [domain]
+        self.apps: dict[str, AppRegistration] = {}
+        self.objects: dict[str, DirObject] = {}
+        self.order: dict[str, list[DirObject]] = {kind: [] for kind in COLLECTIONS.values()}
+        self._ordinals: dict[str, list[int]] = {kind: [] for kind in COLLECTIONS.values()}
+        self.members: dict[str, dict[str, None]] = {}
+        self.member_of: dict[str, set[str]] = {}
+        self.owners: dict[str, dict[str, None]] = {}
+        self.manager: dict[str, str] = {}
+        self.extension_properties: dict[str, dict[str, Any]] = {}  # name -> extensionProperty JSON
+        self.managed_devices: dict[str, ManagedDevice] = {}
+        self.seq = 0
+        self.log: list[Change] = []
+        self._log_seqs: list[int] = []
+        self._next_ordinal = 0
+        # (kind, property) -> lower-cased value -> id, over live objects: uniqueness and lookups.
+        self._unique: dict[tuple[str, str], dict[str, str]] = {
+            (kind, name): {} for kind, names in self._UNIQUE.items() for name in names
+        }
+
+    # ----------------------------------------------------------------------------------------------
+    # Change log
+    def _record(self, kind: str, object_id: str, op: str, props=None, other=None) -> None:
+        self.seq += 1
+        self.log.append(Change(self.seq, kind, object_id, op, props, other))
+        self._log_seqs.append(self.seq)
+
+    def changes_since(self, seq: int) -> list[Change]:
+        """Changes with a sequence number greater than ``seq``, oldest first."""
+        return self.log[bisect.bisect_right(self._log_seqs, seq) :]
+
+    # ----------------------------------------------------------------------------------------------
+    # Reads
+    def get(self, object_id: str, kind: str | None = None, *, include_deleted: bool = False) -> DirObject:
+        obj = self.objects.get(object_id.lower()) or self.objects.get(object_id)
+        if obj is None or (kind is not None and obj.kind != kind) or (obj.deleted and not include_deleted):
+            raise not_found(object_id)
+        return obj
+
+    def find_user(self, key: str) -> DirObject:
+        """A user by id or userPrincipalName (Graph accepts both in /users/{id | userPrincipalName})."""
+        obj = self.objects.get(key.lower())
+        if obj is not None and obj.kind == "user" and not obj.deleted:
+            return obj
+        found = self._unique[("user", "userPrincipalName")].get(key.lower())
+        if found is not None:
+            return self.objects[found]
+        raise not_found(key)
+
+    def live(self, kind: str, after_ordinal: int = -1) -> Iterator[DirObject]:
+        """Live (not deleted) objects of a kind in creation order, starting after an ordinal."""
+        objects = self.order[kind]
+        start = bisect.bisect_right(self._ordinals[kind], after_ordinal)
+        for index in range(start, len(objects)):
+            obj = objects[index]
+            if obj.deleted is None and obj.id in self.objects:
+                yield obj
+
+    def deleted_items(self, kind: str) -> Iterator[DirObject]:
+        for obj in self.order[kind]:
+            if obj.deleted is not None and obj.id in self.objects:
+                yield obj
+
+    def count(self, kind: str) -> int:
+        return sum(1 for _ in self.live(kind))
+
+    def group_members(self, group_id: str) -> list[DirObject]:
+        return [self.objects[m] for m in self.members.get(group_id, {})]
+
+    def groups_of(self, object_id: str) -> list[DirObject]:
+        return [self.objects[g] for g in sorted(self.member_of.get(object_id, ()))]
+
+    def transitive_members(self, group_id: str) -> list[DirObject]:
+        seen: dict[str, None] = {}
+        stack = [group_id]
+        visited_groups = {group_id}
+        while stack:
+            for member_id in self.members.get(stack.pop(), {}):
+                if member_id not in seen:
+                    seen[member_id] = None
+                member = self.objects[member_id]
+                if member.kind == "group" and member_id not in visited_groups:
+                    visited_groups.add(member_id)
+                    stack.append(member_id)
+        return [self.objects[m] for m in seen]
+
+    def transitive_groups_of(self, object_id: str) -> list[DirObject]:
+        seen: dict[str, None] = {}
+        stack = [object_id]
+        while stack:
+            for group_id in sorted(self.member_of.get(stack.pop(), ())):
+                if group_id not in seen:
+                    seen[group_id] = None
+                    stack.append(group_id)
+        return [self.objects[g] for g in seen]
+
+    # ----------------------------------------------------------------------------------------------
+    # Writes (each records its change)
+    def create(self, kind: str, props: dict[str, Any], *, object_id: str | None = None) -> DirObject:
+        props = dict(props)
+        props["id"] = (object_id or props.get("id") or str(uuid.uuid4())).lower()
+        if props["id"] in self.objects:
+            raise conflict("id")
+        self._check_unique(kind, props, None)
+        props.setdefault("createdDateTime", utc_now())
+        obj = DirObject(kind, props, self._next_ordinal)
+        self._next_ordinal += 1
+        self._index(obj, add=True)
+        self.objects[obj.id] = obj
+        self.order[kind].append(obj)
+        self._ordinals[kind].append(obj.ordinal)
+        self._record(kind, obj.id, "created")
+        return obj
+
+    def update(self, object_id: str, changes: dict[str, Any]) -> DirObject:
+        obj = self.get(object_id)
+        self._check_unique(obj.kind, changes, obj.id)
+        self._index(obj, add=False)
+        touched = set()
+        for name, value in changes.items():
+            if isinstance(value, dict) and isinstance(obj.props.get(name), dict):
+                merged = {**obj.props[name], **value}  # complex values merge per property, as PATCH does
+                value = merged
+            if value is None:
+                if name in obj.props:
+                    del obj.props[name]
+                    touched.add(name)
+            elif obj.props.get(name) != value:
+                obj.props[name] = value
+                touched.add(name)
+        self._index(obj, add=True)
+        if touched:
+            self._record(obj.kind, obj.id, "updated", frozenset(touched))
+        return obj
+
+    def delete(self, object_id: str) -> None:
+        """Soft delete: the object moves to deleted items (restorable) and leaves its groups."""
+        obj = self.get(object_id)
+        obj.saved_memberships = sorted(self.member_of.get(obj.id, ()))
+        for group_id in obj.saved_memberships:
+            self.remove_member(group_id, obj.id)
+        if obj.kind == "group":
+            for member_id in list(self.members.get(obj.id, {})):
+                self.member_of.get(member_id, set()).discard(obj.id)
+        self._index(obj, add=False)
+        obj.deleted = utc_now()
+        obj.props["deletedDateTime"] = obj.deleted
+        self._record(obj.kind, obj.id, "deleted")
+
+    def restore(self, object_id: str) -> DirObject:
+        obj = self.get(object_id, include_deleted=True)
+        if obj.deleted is None:
+            raise GraphError(400, "Request_BadRequest", f"Object '{object_id}' is not in deleted items.")
+        self._check_unique(obj.kind, obj.props, obj.id)
+        obj.deleted = None
+        self._index(obj, add=True)
+        obj.props.pop("deletedDateTime", None)
+        if obj.kind == "group":
+            for member_id in self.members.get(obj.id, {}):
+                self.member_of.setdefault(member_id, set()).add(obj.id)
+        self._record(obj.kind, obj.id, "restored")
+        for group_id in obj.saved_memberships:
+            group = self.objects.get(group_id)
+            if group is not None and group.deleted is None and obj.id not in self.members.get(group_id, {}):
+                self.add_member(group_id, obj.id)
+        obj.saved_memberships = []
+        return obj
+
+    def purge(self, object_id: str) -> None:
+        """Hard delete (from deleted items, or directly): gone for good."""
+        obj = self.get(object_id, include_deleted=True)
+        if obj.deleted is None:
+            self._index(obj, add=False)
+            for group_id in sorted(self.member_of.get(obj.id, ())):
+                self.remove_member(group_id, obj.id)
+        if obj.kind == "group":
+            for member_id in self.members.pop(obj.id, {}):
+                self.member_of.get(member_id, set()).discard(obj.id)
+        self.member_of.pop(obj.id, None)
+        self.manager.pop(obj.id, None)
+        del self.objects[obj.id]
+        self._record(obj.kind, obj.id, "purged")
+
+    def add_member(self, group_id: str, member_id: str) -> None:
+        group = self.get(group_id, "group")
+        member = self.get(member_id)
+        members = self.members.setdefault(group.id, {})
+        if member.id in members:
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                "One or more added object references already exist for the following modified "
+                "properties: 'members'.",
+            )
+        members[member.id] = None
+        self.member_of.setdefault(member.id, set()).add(group.id)
+        self._record("group", group.id, "member_added", other=member.id)
+
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        group = self.get(group_id, "group")
+        members = self.members.get(group.id, {})
+        key = member_id.lower()
+        if key not in members:
+            raise not_found(member_id)
+        del members[key]
+        self.member_of.get(key, set()).discard(group.id)
+        self._record("group", group.id, "member_removed", other=key)
+
+    def set_manager(self, user_id: str, manager_id: str | None) -> None:
+        user = self.get(user_id, "user")
+        if manager_id is None:
+            if user.id not in self.manager:
+                raise not_found("manager")
+            del self.manager[user.id]
+        else:
+            manager = self.get(manager_id)
+            self.manager[user.id] = manager.id
+        self._record("user", user.id, "manager", other=manager_id)
+
+    # ----------------------------------------------------------------------------------------------
+    _UNIQUE = {"user": ("userPrincipalName",), "group": ("mailNickname",), "application": ("appId",)}
+
+    def _check_unique(self, kind: str, props: dict[str, Any], self_id: str | None) -> None:
+        for name in self._UNIQUE.get(kind, ()):
+            value = props.get(name)
+            if isinstance(value, str):
+                holder = self._unique[(kind, name)].get(value.lower())
+                if holder is not None and holder != self_id:
+                    raise conflict(name)
+
+    def _index(self, obj: DirObject, *, add: bool) -> None:
+        for name in self._UNIQUE.get(obj.kind, ()):
+            value = obj.props.get(name)
+            if isinstance(value, str):
+                index = self._unique[(obj.kind, name)]
+                if add:
+                    index[value.lower()] = obj.id
+                elif index.get(value.lower()) == obj.id:
+                    del index[value.lower()]

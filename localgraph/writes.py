@@ -1,0 +1,5 @@
+"""Placeholder: routes are added by the writes work."""
+
+from localgraph.routing import Router
+
+router = Router()
