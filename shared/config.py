@@ -17,6 +17,7 @@ import sys
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
@@ -67,6 +68,7 @@ __all__ = [
     "config_json_schema",
     "load_config",
     "parse_config",
+    "render_json_schema",
 ]
 
 SCHEMA_ID = "https://github.com/entra-graph-connector/schema/config.schema.json"
@@ -162,6 +164,7 @@ HeaderName = Annotated[
 ]
 
 _NCRONTAB_FIELDS = "{second} {minute} {hour} {day} {month} {day-of-week}"
+_CRON_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _CRON_NAMES = frozenset("jan feb mar apr may jun jul aug sep oct nov dec sun mon tue wed thu fri sat".split())
 
 
@@ -177,9 +180,13 @@ def _check_ncrontab(expression: str) -> str:
             raise ValueError(f"'{word}' is not supported in an NCRONTAB schedule")
     normalized = " ".join(fields)
     try:
-        croniter.croniter(normalized, second_at_beginning=True)
+        schedule = croniter.croniter(normalized, _CRON_EPOCH, second_at_beginning=True)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"not a valid NCRONTAB schedule {_NCRONTAB_FIELDS}: {exc}") from None
+    try:
+        schedule.get_next()
+    except croniter.CroniterBadDateError:
+        raise ValueError("this schedule never fires (no such date)") from None
     return normalized
 
 
@@ -212,6 +219,9 @@ class ConfigError(ValueError):
         self.errors: list[ConfigIssue] = sorted(dict.fromkeys(errors), key=_issue_order)
         super().__init__("\n".join(str(issue) for issue in self.errors))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[ConfigIssue]]]:
+        return type(self), (self.errors,)
+
 
 def _format_path(parts: Sequence[str | int]) -> str:
     text = ""
@@ -242,7 +252,10 @@ def _raise_if_any(issues: Sequence[ConfigIssue]) -> None:
         raise PydanticCustomError(
             "config_rules",
             "{summary}",
-            {"summary": "; ".join(str(issue) for issue in issues), "issues": tuple(issues)},
+            {
+                "summary": "; ".join(str(issue) if issue.path else issue.message for issue in issues),
+                "issues": tuple(issues),
+            },
         )
 
 
@@ -1016,6 +1029,7 @@ def config_json_schema() -> dict[str, Any]:
 
 
 def render_json_schema() -> str:
+    """The schema file's text: indented by 2, keys sorted."""
     return json.dumps(config_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

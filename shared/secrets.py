@@ -46,6 +46,13 @@ class SecretError(Exception):
         super().__init__(message)
         self.reference = reference
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _secret_error, (str(self), self.reference)
+
+
+def _secret_error(message: str, reference: str) -> SecretError:
+    return SecretError(message, reference=reference)
+
 
 class SecretRef(BaseModel):
     """Where a secret lives: exactly one of an app setting name or a Key Vault secret URI."""
