@@ -1,0 +1,1 @@
+"""Development-only tools (never deployed): Azurite launcher, the demo, the benchmark."""

@@ -1,0 +1,225 @@
+"""Incremental runs: one Graph delta round per stream, applied to the task's previous view.
+
+A round returns only what changed since the stored delta link: objects created or updated (in Graph's
+default mode, with all their selected properties), objects removed (``@removed``), and for groups the
+membership changes (``members@delta``, split across pages for large groups: merged here). The new view is
+the previous view's file streamed line by line: unchanged records are copied as they are, changed ones are
+rebuilt, removed ones dropped, new ones appended, memberships patched. Memory holds the changes only.
+
+Scope is applied client-side (delta cannot filter): an object that no longer matches the task's
+``$filter`` leaves the view, one that now matches joins it. Objects that join the view without a delta entry
+of their own (a user newly in an "include members of" group, a group that enters the filter) and new groups'
+full membership are read directly, in batches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.storage.blob import ContainerClient
+
+from shared.extract.mapping import Mapper
+from shared.extract.members import MemberReader
+from shared.extract.streams import Scope, StreamPlan
+from shared.extract.view import line_id, parse
+from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient, decode_body
+from shared.storage.blobs import StagedJsonl, read_lines
+from shared.storage.tables import RunCounts
+
+
+@dataclass
+class DeltaRound:
+    """What one delta round said, merged over its pages (later entries win; replays are harmless)."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> properties (full entries)
+    removed: set[str] = field(default_factory=set)
+    member_adds: dict[str, set[str]] = field(default_factory=dict)  # group -> member ids added
+    member_removes: dict[str, set[str]] = field(default_factory=dict)  # group -> member ids removed
+    read: int = 0
+    delta_link: str = ""
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.read += 1
+        object_id = item["id"]
+        if "@removed" in item:
+            self.removed.add(object_id)
+            self.objects.pop(object_id, None)
+            self.member_adds.pop(object_id, None)
+            self.member_removes.pop(object_id, None)
+            return
+        self.removed.discard(object_id)
+        properties = {k: v for k, v in item.items() if "@" not in k}
+        if len(properties) > 1:  # more than the id: a full representation (default delta mode)
+            self.objects[object_id] = properties
+        for member in item.get("members@delta") or ():
+            member_id = member["id"]
+            if "@removed" in member:
+                self.member_adds.get(object_id, set()).discard(member_id)
+                self.member_removes.setdefault(object_id, set()).add(member_id)
+            else:
+                self.member_removes.get(object_id, set()).discard(member_id)
+                self.member_adds.setdefault(object_id, set()).add(member_id)
+
+    def member_of_changes(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """The same membership changes seen from the members' side: object -> groups gained / lost."""
+        gained: dict[str, set[str]] = {}
+        lost: dict[str, set[str]] = {}
+        for group_id, members in self.member_adds.items():
+            for member_id in members:
+                gained.setdefault(member_id, set()).add(group_id)
+        for group_id, members in self.member_removes.items():
+            for member_id in members:
+                lost.setdefault(member_id, set()).add(group_id)
+        return gained, lost
+
+
+async def read_round(client: GraphClient, delta_link: str) -> DeltaRound:
+    result = DeltaRound()
+    async for page in client.pages(delta_link):
+        for item in page.items:
+            result.add(item)
+        if page.delta_link:
+            result.delta_link = page.delta_link
+    return result
+
+
+async def latest_delta_link(client: GraphClient, plan: StreamPlan, *, members: bool) -> str:
+    """A delta link for "changes from now on" (``$deltatoken=latest``): taken before a full read."""
+    params = {"$select": ",".join(plan.delta_select(members=members)), "$deltatoken": "latest"}
+    link = ""
+    async for page in client.pages(f"{plan.collection}/delta", params=params):
+        link = page.delta_link or link
+    return link
+
+
+def _patched(
+    current: Iterable[str], gained: set[str] | None, lost: set[str] | None, gone: set[str]
+) -> list[str]:
+    result = set(current)
+    if lost:
+        result -= lost
+    if gone:
+        result -= gone
+    if gained:
+        result |= gained
+    return sorted(result)
+
+
+@dataclass
+class ViewMerge:
+    """Builds one stream's new view from its previous view and the delta rounds."""
+
+    client: GraphClient
+    reader: MemberReader
+    plan: StreamPlan
+    mapper: Mapper
+    scope: Scope
+    own_round: DeltaRound | None  # the stream's own changes (None: the stream's objects did not change)
+    groups_round: DeltaRound | None  # membership changes (members of groups, memberOf of objects)
+
+    async def run(
+        self, container: ContainerClient, previous_blob: str, writer: StagedJsonl, counts: RunCounts
+    ) -> None:
+        own = self.own_round or DeltaRound()
+        counts.read = own.read
+        groups = self.groups_round or DeltaRound()
+        gained, lost = groups.member_of_changes() if self.mapper.needs_member_of else ({}, {})
+        removed_groups = groups.removed if self.mapper.needs_member_of else set()
+        removed_pattern = (
+            re.compile("|".join(re.escape(g) for g in sorted(removed_groups)).encode())
+            if removed_groups
+            else None
+        )
+        is_groups = self.plan.name == "groups"
+        seen: set[str] = set()
+
+        async for line in read_lines(container, previous_blob):
+            object_id = line_id(line)
+            seen.add(object_id)
+            if object_id in own.removed or not self.scope.keeps_id(object_id):
+                continue
+            adds = own.member_adds.get(object_id) if is_groups else None
+            removes = own.member_removes.get(object_id) if is_groups else None
+            obj = own.objects.get(object_id)
+            touches_member_of = (
+                object_id in gained
+                or object_id in lost
+                or (removed_pattern is not None and removed_pattern.search(line) is not None)
+            )
+            if obj is None and not adds and not removes and not touches_member_of:
+                await writer.write_line(line)
+                continue
+            previous = parse(line)
+            members = (
+                _patched(self.mapper.members_of(previous), adds, removes, set())
+                if self.mapper.needs_members
+                else None
+            )
+            member_of = (
+                _patched(
+                    self.mapper.member_of_of(previous),
+                    gained.get(object_id),
+                    lost.get(object_id),
+                    removed_groups,
+                )
+                if self.mapper.needs_member_of
+                else None
+            )
+            if obj is not None:
+                if not self.scope.keeps(obj):
+                    continue
+                record = self.mapper.record(obj, members=members, member_of=member_of)
+            else:
+                record = self.mapper.with_memberships(previous, members=members, member_of=member_of)
+            await writer.write(record)
+
+        # Objects that join the view.
+        joining = [obj for oid, obj in own.objects.items() if oid not in seen and self.scope.keeps(obj)]
+        if self.scope.include is not None and not is_groups:
+            known = seen | set(own.objects) | own.removed
+            missing = [oid for oid in self.scope.include if oid not in known and self.scope.keeps_id(oid)]
+            joining.extend(o for o in await self._fetch_objects(missing) if self.scope.keeps(o))
+        members_of_new: dict[str, list[str] | None] = {}
+        if is_groups and self.mapper.needs_members and joining:
+            members_of_new = await self.reader.members(o["id"] for o in joining)
+        parents_of_new: dict[str, list[str] | None] = {}
+        if self.mapper.needs_member_of and joining:
+            parents_of_new = await self.reader.member_of(
+                [o["id"] for o in joining], collection=self.plan.collection
+            )
+        for obj in joining:
+            oid = obj["id"]
+            if is_groups and self.mapper.needs_members and members_of_new.get(oid) is None:
+                continue  # vanished meanwhile
+            await writer.write(
+                self.mapper.record(
+                    obj,
+                    members=members_of_new.get(oid) if is_groups else None,
+                    member_of=parents_of_new.get(oid) if self.mapper.needs_member_of else None,
+                )
+            )
+        await writer.flush()
+        counts.written = writer.records
+
+    async def _fetch_objects(self, ids: list[str]) -> list[dict[str, Any]]:
+        select = ",".join(self.plan.delta_select(members=False))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), MAX_BATCH_STEPS):
+            chunk = ids[start : start + MAX_BATCH_STEPS]
+            steps = [
+                BatchStep(str(i), f"/{self.plan.collection}/{oid}?$select={select}")
+                for i, oid in enumerate(chunk)
+            ]
+            answers = await self.client.batch(steps)
+            for step in steps:
+                answer = answers[step.id]
+                if answer.status == 404:
+                    continue
+                if not answer.ok:
+                    raise answer.error(step)
+                body = decode_body(answer)
+                found.append({k: v for k, v in body.items() if not k.startswith("@odata")})
+        return found

@@ -1,0 +1,345 @@
+"""The Graph client: async httpx, one retry policy, one page loop, JSON batching. Bodies stay raw JSON.
+
+- :meth:`GraphClient.send` is the only place a request leaves: it adds the token, applies the retry policy
+  (:mod:`shared.graph.retry`), renews the token once on a 401, and turns failures into typed errors
+  (:mod:`shared.graph.errors`).
+- :meth:`GraphClient.pages` is the one page loop: it follows ``@odata.nextLink`` verbatim (the link already
+  carries every query option), resends the caller's headers (``ConsistencyLevel``) on every page as Graph
+  requires, keeps going through empty pages, stops at the last page or at a ``@odata.deltaLink``, and
+  refuses a link it has already followed.
+- :meth:`GraphClient.batch` sends up to 20 steps in one ``$batch``, correlates answers by id (Graph may
+  reorder them), and retries throttled steps after the longest ``Retry-After`` among them.
+- Only the connector's own Graph host is ever called: an absolute URL for another host is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+
+from shared.graph.auth import TokenProvider
+from shared.graph.errors import (
+    BadRequest,
+    GraphError,
+    PagingError,
+    ServiceUnavailable,
+    Throttled,
+    from_response,
+    redact_url,
+    translate,
+)
+from shared.graph.retry import IDEMPOTENT, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_STEPS = 20  # Graph's limit per $batch [GRAPH.md section 4]
+API_VERSION = "v1.0"
+QUERY_SAFE = "$'(),:/@*"  # left as is in query values, as Graph's own links do
+
+
+@dataclass
+class RequestStats:
+    """What a client did: the run's history records it."""
+
+    http_calls: int = 0
+    batch_calls: int = 0
+    batch_steps: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429 answers, direct or inside batches
+    waited_s: float = 0.0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "http_calls": self.http_calls,
+            "batch_calls": self.batch_calls,
+            "batch_steps": self.batch_steps,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "waited_s": round(self.waited_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_link: str | None
+    delta_link: str | None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    id: str
+    url: str  # relative to the version root: "/groups/{id}/members?$select=id"
+    method: str = "GET"
+    headers: Mapping[str, str] | None = None
+    body: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        step: dict[str, Any] = {"id": self.id, "method": self.method, "url": self.url}
+        headers = dict(self.headers or {})
+        if self.body is not None:
+            step["body"] = self.body
+            headers.setdefault("Content-Type", "application/json")
+        if headers:
+            step["headers"] = headers
+        return step
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    id: str
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error(self, step: BatchStep | None = None) -> GraphError:
+        body = self.body if isinstance(self.body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        return translate(
+            self.status,
+            error,
+            request_id=_header(self.headers, "request-id"),
+            method=step.method if step else "",
+            url=redact_url(step.url) if step else "",
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), None)
+
+
+class GraphClient:
+    def __init__(
+        self,
+        graph_root: str,
+        tokens: TokenProvider,
+        *,
+        verify: Any = True,
+        policy: RetryPolicy | None = None,
+        deadline: float | None = None,
+        max_connections: int = 16,
+        timeout_s: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        root = graph_root.rstrip("/")
+        self.base_url = f"{root}/{API_VERSION}"
+        self.host = urlsplit(root).netloc.lower()
+        self.tokens = tokens
+        self.policy = policy or RetryPolicy()
+        self.deadline = deadline  # time.monotonic() value after which no retry wait starts
+        self.stats = RequestStats()
+        self._http = httpx.AsyncClient(
+            verify=verify,
+            timeout=httpx.Timeout(timeout_s, connect=30.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"Accept": "application/json", "User-Agent": "entra-graph-connector/0.1"},
+            transport=transport,
+            http2=False,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> GraphClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------------------------------ URLs
+    def url(self, path_or_url: str, params: Mapping[str, str] | None = None) -> str:
+        """An absolute URL on the connector's Graph host. Relative paths are under ``/v1.0``."""
+        parts = urlsplit(path_or_url)
+        if parts.scheme or parts.netloc:
+            if parts.scheme != "https" or parts.netloc.lower() != self.host:
+                raise BadRequest(
+                    f"refusing to call {parts.scheme}://{parts.netloc}: only the connector's Graph host "
+                    f"{self.host} may be called",
+                    code="ForeignHost",
+                )
+            url = path_or_url
+        else:
+            url = f"{self.base_url}/{path_or_url.lstrip('/')}"
+        if params:
+            separator = "&" if "?" in url else "?"
+            url = f"{url}{separator}{urlencode(dict(params), quote_via=quote, safe=QUERY_SAFE)}"
+        return url
+
+    def relative(self, url: str) -> str:
+        """A link from Graph as a batch step URL (relative to the version root)."""
+        absolute = self.url(url)
+        return absolute[len(self.base_url) :] if absolute.startswith(self.base_url) else absolute
+
+    # ------------------------------------------------------------------------------------- requests
+    def _remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    async def _wait(self, seconds: float, error: GraphError) -> None:
+        if seconds > self._remaining():
+            raise error
+        self.stats.retries += 1
+        self.stats.waited_s += seconds
+        await asyncio.sleep(seconds)
+
+    async def send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        method = method.upper()
+        url = self.url(path_or_url, params)
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
+            token = await self.tokens.token()
+            request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+            try:
+                self.stats.http_calls += 1
+                response = await self._http.request(
+                    method, url, headers=request_headers, json=json_body, content=content
+                )
+            except httpx.TransportError as exc:
+                wait = self.policy.after_exception(method, exc, attempt)
+                error = ServiceUnavailable(f"{type(exc).__name__}: {exc}", method=method, url=redact_url(url))
+                if wait is None:
+                    raise error from exc
+                log.warning("graph transport error, retrying in %.1fs: %s", wait, error)
+                await self._wait(wait, error)
+                continue
+            status = response.status_code
+            self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+            if status < 400:
+                return response
+            if status == 401 and not renewed:
+                renewed = True
+                self.tokens.invalidate(token)
+                continue
+            if status == 429:
+                self.stats.throttled += 1
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = self.policy.after_status(method, status, attempt, retry_after)
+            error = from_response(response)
+            if wait is None:
+                raise error
+            log.info("graph %s %s answered %s, retrying in %.1fs", method, redact_url(url), status, wait)
+            await self._wait(wait, error)
+
+    async def get_json(
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        response = await self.send("GET", path_or_url, params=params, headers=headers)
+        return response.json()
+
+    # ------------------------------------------------------------------------------------ page loop
+    async def pages(
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        first: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Page]:
+        """Every page of a collection or a delta round, following links verbatim.
+
+        ``first`` is an already fetched first page (e.g. a ``$batch`` step's body); paging continues from
+        its nextLink.
+        """
+        url: str | None = self.url(path_or_url, params)
+        followed: set[str] = set()
+        data = first
+        while True:
+            if data is None:
+                assert url is not None
+                data = await self.get_json(url, headers=headers)
+            next_link = data.get("@odata.nextLink")
+            delta_link = data.get("@odata.deltaLink")
+            yield Page(list(data.get("value") or []), next_link, delta_link, data.get("@odata.count"))
+            if not next_link:
+                return
+            if next_link in followed:
+                raise PagingError(
+                    f"the service returned a link twice: {redact_url(next_link)}", code="PagingLoop"
+                )
+            followed.add(next_link)
+            url, data = next_link, None
+
+    # -------------------------------------------------------------------------------------- batches
+    async def batch(self, steps: Iterable[BatchStep]) -> dict[str, BatchResult]:
+        """Run up to 20 steps in one ``$batch``; throttled (and, for idempotent steps, 503/504) steps are
+        retried in a new batch after the longest ``Retry-After`` among them."""
+        pending = list(steps)
+        if len(pending) > MAX_BATCH_STEPS:
+            raise ValueError(f"a batch holds at most {MAX_BATCH_STEPS} steps, got {len(pending)}")
+        if len({s.id.lower() for s in pending}) != len(pending):
+            raise ValueError("batch step ids must be unique")
+        results: dict[str, BatchResult] = {}
+        attempt = 0
+        while pending:
+            attempt += 1
+            self.stats.batch_calls += 1
+            self.stats.batch_steps += len(pending)
+            response = await self.send(
+                "POST", "/$batch", json_body={"requests": [s.as_json() for s in pending]}
+            )
+            answers = {str(a["id"]): a for a in response.json().get("responses", [])}
+            retry: list[BatchStep] = []
+            waits: list[float] = []
+            for step in pending:
+                answer = answers.get(step.id)
+                if answer is None:
+                    raise ServiceUnavailable(
+                        f"$batch answered without step {step.id}", code="BatchIncomplete"
+                    )
+                body = answer.get("body")
+                result = BatchResult(step.id, int(answer["status"]), answer.get("headers") or {}, body)
+                results[step.id] = result
+                if result.status == 429:
+                    self.stats.throttled += 1
+                retry_after = parse_retry_after(_header(result.headers, "Retry-After"))
+                wait = self.policy.after_status(step.method, result.status, attempt, retry_after)
+                if wait is not None and (result.status == 429 or step.method in IDEMPOTENT):
+                    retry.append(step)
+                    waits.append(wait)
+            if not retry:
+                break
+            first = results[retry[0].id]
+            await self._wait(max(waits), Throttled(
+                f"{len(retry)} batch steps still throttled at the deadline", status=first.status, code="TooManyRequests"
+            ))  # fmt: skip
+            pending = retry
+        return results
+
+
+def decode_body(result: BatchResult) -> Any:
+    """A step's body as JSON (Graph sends JSON objects; some proxies send strings)."""
+    if isinstance(result.body, str):
+        try:
+            return json.loads(result.body)
+        except ValueError:
+            return result.body
+    return result.body

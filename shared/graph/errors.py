@@ -1,0 +1,171 @@
+"""Graph errors, translated in ONE place and classified by what the caller must do next.
+
+Graph answers ``{"error": {"code", "message", "innerError": {"request-id", ...}, "details"?}}``. Clients branch
+on ``code`` and the status, never on ``message`` (Graph's documented contract). :func:`translate` is the only
+place that looks at a failed response's status; everything else catches these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class GraphError(Exception):
+    """A failed Graph call. ``status`` 0 means no HTTP answer (connection failure, deadline)."""
+
+    #: what the caller should do: "fix" (bad request/config), "retry" (transient), "resync" (delta token),
+    #: "lookup" (outcome of a write unknown), "none" (a definite answer such as not found).
+    action = "fix"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        request_id: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.details = details or []
+        self.method = method
+        self.url = url
+
+    def __str__(self) -> str:
+        where = f" ({self.method} {self.url})" if self.method else ""
+        ident = f" [request-id {self.request_id}]" if self.request_id else ""
+        status = f"{self.status} " if self.status else ""
+        code = f"{self.code}: " if self.code else ""
+        return f"{status}{code}{self.message}{where}{ident}"
+
+    def detail_codes(self) -> set[str]:
+        return {str(d.get("code")) for d in self.details if isinstance(d, dict)}
+
+
+class BadRequest(GraphError):
+    """400 and other client errors that will not succeed if repeated: fix the request or the config."""
+
+
+class NotFound(GraphError):
+    """404: the object (or the member, the manager, the photo) does not exist."""
+
+    action = "none"
+
+
+class Conflict(BadRequest):
+    """A uniqueness conflict (``details[].code == ObjectConflict``) or an already existing reference."""
+
+    action = "none"
+
+
+class AuthenticationFailed(GraphError):
+    """401 from Graph, or the identity platform refused the credential."""
+
+
+class Forbidden(GraphError):
+    """403: the app lacks a permission (application role) or a directory role."""
+
+
+class Throttled(GraphError):
+    """429 that outlasted the run's deadline."""
+
+    action = "retry"
+
+
+class ServiceUnavailable(GraphError):
+    """5xx, connection failures, timeouts: transient, or the outcome of a write is unknown."""
+
+    action = "retry"
+
+
+class DeltaTokenExpired(GraphError):
+    """A delta link Graph no longer honours (``syncStateNotFound``, ``resyncRequired``, 410 Gone):
+    the caller must start a full resync."""
+
+    action = "resync"
+
+
+class PagingError(GraphError):
+    """The page loop met a link it has already followed (the service looped)."""
+
+
+_BY_STATUS: dict[int, type[GraphError]] = {
+    401: AuthenticationFailed,
+    403: Forbidden,
+    404: NotFound,
+    410: DeltaTokenExpired,
+    429: Throttled,
+}
+_DELTA_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
+_ALREADY_EXISTS = "already exist"
+
+
+def parse_error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def translate(
+    status: int, error: dict[str, Any], *, request_id: str | None, method: str = "", url: str = ""
+) -> GraphError:
+    """Turn a failed answer (status + Graph's error object) into a typed error."""
+    code = str(error.get("code") or "")
+    message = str(error.get("message") or f"HTTP {status}")
+    inner = error.get("innerError") or error.get("innererror") or {}
+    request_id = request_id or (inner.get("request-id") if isinstance(inner, dict) else None)
+    details = error.get("details") if isinstance(error.get("details"), list) else None
+    cls: type[GraphError]
+    if code.lower() in _DELTA_CODES:
+        cls = DeltaTokenExpired
+    elif status in _BY_STATUS:
+        cls = _BY_STATUS[status]
+    elif status >= 500:
+        cls = ServiceUnavailable
+    elif status == 400 and (
+        any(isinstance(d, dict) and d.get("code") == "ObjectConflict" for d in details or ())
+        or _ALREADY_EXISTS in message.lower()
+    ):
+        cls = Conflict
+    elif status == 409:
+        cls = Conflict
+    else:
+        cls = BadRequest
+    return cls(
+        message, status=status, code=code, request_id=request_id, details=details, method=method, url=url
+    )
+
+
+def from_response(response: httpx.Response) -> GraphError:
+    return translate(
+        response.status_code,
+        parse_error_body(response),
+        request_id=response.headers.get("request-id"),
+        method=response.request.method,
+        url=redact_url(str(response.request.url)),
+    )
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to log: skip and delta tokens are cut short (they can be long and are credentials of
+    a sort: they resume someone's query)."""
+    for marker in ("$skiptoken=", "$deltatoken=", "%24skiptoken=", "%24deltatoken="):
+        index = url.find(marker)
+        if index >= 0:
+            start = index + len(marker)
+            end = url.find("&", start)
+            end = len(url) if end < 0 else end
+            if end - start > 8:
+                url = f"{url[: start + 6]}…{url[end:]}"
+    return url

@@ -1,0 +1,151 @@
+"""Run output in blob storage: JSON Lines written as staged blocks, visible only once committed.
+
+A block blob's staged blocks are invisible until ``commit_block_list``; a run stages its files while it
+reads and commits them at the end, then writes ``manifest.json`` last. A crashed run leaves only
+uncommitted blocks (never visible, discarded by the service after a week), so the previous run's output is
+untouched. The block ids staged so far are part of a run's checkpoint: a restarted invocation commits them
+together with what it stages after resuming.
+
+Layout (container ``EXTRACTS_CONTAINER``, default ``extracts``)::
+
+    {task}/runs/{run_id}/users.jsonl      one record per line
+    {task}/runs/{run_id}/groups.jsonl
+    {task}/runs/{run_id}/manifest.json    written last: a run folder without it did not commit
+    {task}/latest.json                    the last committed run's manifest (the current view)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+
+JSONL = ContentSettings(content_type="application/x-ndjson")
+JSON = ContentSettings(content_type="application/json")
+
+
+def run_prefix(task: str, run_id: str) -> str:
+    return f"{task}/runs/{run_id}"
+
+
+def latest_name(task: str) -> str:
+    return f"{task}/latest.json"
+
+
+def encode_line(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+class StagedJsonl:
+    """One JSON Lines blob being written. ``blocks`` (staged ids, in order) is what a checkpoint keeps."""
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        name: str,
+        *,
+        block_size: int,
+        blocks: Iterable[str] = (),
+        records: int = 0,
+    ) -> None:
+        self.name = name
+        self._blob = container.get_blob_client(name)
+        self._block_size = block_size
+        self._buffer = bytearray()
+        self.blocks: list[str] = list(blocks)
+        self.records = records  # records in staged blocks
+        self._buffered = 0
+
+    @staticmethod
+    def _block_id() -> str:
+        # All ids of one blob must have the same length; random so a resumed run never reuses one.
+        return base64.b64encode(uuid.uuid4().hex.encode()).decode()
+
+    async def write(self, record: dict[str, Any]) -> None:
+        self._buffer += encode_line(record)
+        self._buffered += 1
+        if len(self._buffer) >= self._block_size:
+            await self.flush()
+
+    async def write_line(self, line: bytes) -> None:
+        """A line already encoded (kept unchanged from a previous run's file)."""
+        self._buffer += line if line.endswith(b"\n") else line + b"\n"
+        self._buffered += 1
+        if len(self._buffer) >= self._block_size:
+            await self.flush()
+
+    async def stage(self, records: list[dict[str, Any]]) -> str | None:
+        """Stage ``records`` as block(s) of their own (not mixed with the buffer); returns the last id.
+
+        Used where a checkpoint must say exactly which records a set of blocks holds.
+        """
+        data = b"".join(encode_line(r) for r in records)
+        if not data:
+            return None
+        block_id = self._block_id()
+        await asyncio.to_thread(self._blob.stage_block, block_id, data)
+        self.blocks.append(block_id)
+        self.records += len(records)
+        return block_id
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        data, self._buffer = bytes(self._buffer), bytearray()
+        block_id = self._block_id()
+        await asyncio.to_thread(self._blob.stage_block, block_id, data)
+        self.blocks.append(block_id)
+        self.records += self._buffered
+        self._buffered = 0
+
+    async def commit(self) -> None:
+        await self.flush()
+        await asyncio.to_thread(
+            self._blob.commit_block_list, [BlobBlock(block_id=b) for b in self.blocks], content_settings=JSONL
+        )
+
+
+async def put_json(container: ContainerClient, name: str, data: Any) -> None:
+    body = json.dumps(data, ensure_ascii=False, indent=2).encode()
+    await asyncio.to_thread(
+        container.get_blob_client(name).upload_blob, body, overwrite=True, content_settings=JSON
+    )
+
+
+async def get_json(container: ContainerClient, name: str) -> Any | None:
+    def read() -> bytes | None:
+        try:
+            return container.get_blob_client(name).download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+
+    raw = await asyncio.to_thread(read)
+    return None if raw is None else json.loads(raw)
+
+
+async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[bytes]:
+    """The lines of a committed JSON Lines blob, streamed in chunks (memory stays flat)."""
+
+    def open_chunks():
+        return container.get_blob_client(name).download_blob().chunks()
+
+    chunks = await asyncio.to_thread(open_chunks)
+    rest = b""
+    while True:
+        chunk = await asyncio.to_thread(next, chunks, None)
+        if chunk is None:
+            break
+        data = rest + chunk
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line:
+                yield line
+    if rest:
+        yield rest
