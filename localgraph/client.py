@@ -6,6 +6,7 @@ azure-identity ``ClientSecretCredential``, through the local identity endpoints.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ class ControlClient:
 
     def __init__(self, info: ConnectionInfo, timeout: float = 120.0) -> None:
         self.info = info
-        self._http = httpx.Client(base_url=info.control_url, verify=info.ca_file, timeout=timeout)
+        self._http = httpx.Client(base_url=info.control_url, verify=ssl.create_default_context(cafile=info.ca_file), timeout=timeout)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
@@ -91,16 +92,17 @@ def credential(info: ConnectionInfo, client_id: str | None = None, secret: str |
         secret or info.client_secret,
         authority=info.authority_url,
         disable_instance_discovery=True,
-        connection_verify=info.ca_file,
+        connection_verify=ssl.create_default_context(cafile=info.ca_file),
     )
 
 
 def graph_client(info: ConnectionInfo, *, client_id: str | None = None, secret: str | None = None) -> httpx.Client:
     """An httpx client for ``info.graph_base_url`` with a bearer token from ClientSecretCredential."""
-    token = credential(info, client_id, secret).get_token(f"{info.graph_url}/.default").token
+    with credential(info, client_id, secret) as source:  # closed: no idle connection left to the server
+        token = source.get_token(f"{info.graph_url}/.default").token
     return httpx.Client(
         base_url=info.graph_base_url,
-        verify=info.ca_file,
+        verify=ssl.create_default_context(cafile=info.ca_file),
         headers={"Authorization": f"Bearer {token}"},
         timeout=60.0,
     )

@@ -7,6 +7,7 @@ import-time side effects. Tests and the CLI build their own with explicit settin
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -76,5 +77,6 @@ class Services:
             self._tokens[connector.name] = cached
         return cached[1]
 
-    def graph_verify(self) -> str | bool:
-        return ca_bundle(self.environ) or True
+    def graph_verify(self) -> ssl.SSLContext | bool:
+        bundle = ca_bundle(self.environ)
+        return ssl.create_default_context(cafile=bundle) if bundle else True

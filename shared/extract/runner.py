@@ -365,11 +365,13 @@ async def run_task(
         return await _finish(history, record, "failed", f"unknown task {request.task!r}")
     except ValueError as exc:  # ConfigError: the stored configuration is invalid
         return await _finish(history, record, "failed", f"invalid stored configuration:\n{exc}")
-    await history.put(record)
     run = TaskRun(services, config, task, request, progress)
     lease = TaskLease(services.leases, task.name, services.settings.lease_s)
     if not await lease.acquire():
+        if existing is not None and existing.status == "running":
+            return RunOutcome(existing)  # this very run is in progress: a duplicate delivery
         return await _finish(history, record, "skipped", "another run of this task is in progress")
+    await history.put(record)
     run.lease = lease
     try:
         await run.execute(record)

@@ -1,0 +1,8 @@
+"""Composition root of the Function App: the app object and one blueprint per module, nothing else."""
+
+import azure.functions as func
+
+from functions import scheduling
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(scheduling.bp)
