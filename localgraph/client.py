@@ -20,7 +20,9 @@ class ControlClient:
 
     def __init__(self, info: ConnectionInfo, timeout: float = 120.0) -> None:
         self.info = info
-        self._http = httpx.Client(base_url=info.control_url, verify=ssl.create_default_context(cafile=info.ca_file), timeout=timeout)
+        self._http = httpx.Client(
+            base_url=info.control_url, verify=ssl.create_default_context(cafile=info.ca_file), timeout=timeout
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
@@ -65,9 +67,9 @@ class ControlClient:
         return self._call("POST", f"/objects/{collection}/{object_id}/restore")
 
     def members(self, group_id: str, add: list[str] = (), remove: list[str] = ()) -> list[str]:
-        return self._call("POST", f"/groups/{group_id}/members", json={"add": list(add), "remove": list(remove)})[
-            "members"
-        ]
+        return self._call(
+            "POST", f"/groups/{group_id}/members", json={"add": list(add), "remove": list(remove)}
+        )["members"]
 
     def set_manager(self, user_id: str, manager_id: str | None) -> None:
         self._call("PUT", f"/users/{user_id}/manager", json={"id": manager_id})
@@ -92,11 +94,13 @@ def credential(info: ConnectionInfo, client_id: str | None = None, secret: str |
         secret or info.client_secret,
         authority=info.authority_url,
         disable_instance_discovery=True,
-        connection_verify=ssl.create_default_context(cafile=info.ca_file),
+        connection_verify=info.ca_file,
     )
 
 
-def graph_client(info: ConnectionInfo, *, client_id: str | None = None, secret: str | None = None) -> httpx.Client:
+def graph_client(
+    info: ConnectionInfo, *, client_id: str | None = None, secret: str | None = None
+) -> httpx.Client:
     """An httpx client for ``info.graph_base_url`` with a bearer token from ClientSecretCredential."""
     with credential(info, client_id, secret) as source:  # closed: no idle connection left to the server
         token = source.get_token(f"{info.graph_url}/.default").token

@@ -10,7 +10,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from localgraph.errors import GraphError
 from localgraph.tenant import Tenant
@@ -32,23 +32,48 @@ class GraphSettings:
     delta_token_failure: str = "syncStateNotFound"  # or "reset" (410 Gone + Location)
     intune_page_size: int = 1000
     enforce_budgets: bool = True  # resource-unit and write budgets per app+tenant
+    # Resource units per window for the app+tenant pair; 0: Graph's budget for the tenant's size
+    # (3,500 / 5,000 / 8,000 RU per 10 s for under 50 / 50-500 / over 500 users) [GRAPH.md section 5].
+    resource_unit_budget: int = 0
+    resource_unit_window_s: float = 10.0
     throttle_retry_after: bool = True  # False: 429s come without a Retry-After header
     shuffle_batch_responses: bool = True  # Graph may answer batch steps in any order
     premium_licence: bool = True  # signInActivity needs Entra ID P1/P2
     page_token_max_age_s: int = 3600
+    # Objects examined per page of a filtered list: a selective filter gives short or empty pages that
+    # still carry a nextLink, as Graph's do [GRAPH.md section 1].
+    filter_scan_per_page: int = 20_000
+    # A GET by id of an object created through Graph less than this long ago answers 404, as a read served
+    # by a replica the write has not reached yet [GRAPH.md rule 8]. 0: reads see writes at once.
+    replication_delay_ms: float = 0.0
 
     def update(self, changes: dict[str, Any]) -> None:
+        """Apply ``changes`` all or nothing; ValueError names the first bad one."""
         known = asdict(self)
         unknown = sorted(set(changes) - set(known))
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(unknown)}")
+        checked: dict[str, Any] = {}
         for name, value in changes.items():
             expected = type(known[name])
-            if expected is float and isinstance(value, int):
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise ValueError(f"setting {name} must be {expected.__name__}")
+            if expected in (int, float) and value < self._MINIMUM.get(name, 0):
+                raise ValueError(f"setting {name} must be at least {self._MINIMUM.get(name, 0)}")
+            if name == "delta_token_failure" and value not in ("syncStateNotFound", "reset"):
+                raise ValueError("setting delta_token_failure must be syncStateNotFound or reset")
+            checked[name] = value
+        for name, value in checked.items():
             setattr(self, name, value)
+
+    # Lower bounds of numeric settings (others: 0).
+    _MINIMUM: ClassVar[dict[str, float]] = {
+        "token_lifetime_s": 1, "default_page_size": 1, "max_page_size": 1, "sign_in_activity_max_page_size": 1,
+        "delta_page_size": 1, "delta_member_slice": 1, "intune_page_size": 1, "resource_unit_window_s": 0.001,
+        "filter_scan_per_page": 1,
+    }  # fmt: skip
 
 
 @dataclass
@@ -172,9 +197,14 @@ class ServerContext:
             or payload.get("q") != query_fingerprint(path, query)
             or time.time() - payload.get("t", 0) > self.settings.page_token_max_age_s
         ):
-            raise GraphError(
-                400,
-                "Directory_ExpiredPageToken",
-                "The specified page token value has expired and can no longer be included in your request.",
-            )
+            raise expired_page_token()
         return payload["c"]
+
+
+def expired_page_token() -> GraphError:
+    """Graph's answer to a page token it cannot use (expired, tampered, from another query) [GRAPH.md 1]."""
+    return GraphError(
+        400,
+        "Directory_ExpiredPageToken",
+        "The specified page token value has expired and can no longer be included in your request.",
+    )

@@ -45,7 +45,9 @@ def export(tenant: Tenant, obj: DirObject) -> dict[str, Any]:
     if obj.kind == "group":
         item["members"] = list(tenant.members.get(obj.id, {}))
     if obj.kind == "user":
-        item["manager"] = tenant.manager.get(obj.id)
+        # As Graph shows it: a manager in deleted items (or purged) is no manager.
+        manager = tenant.objects.get(tenant.manager.get(obj.id) or "")
+        item["manager"] = manager.id if manager is not None and manager.deleted is None else None
     return item
 
 

@@ -58,6 +58,7 @@ GROUP_TOPICS = [
     "Onboarding", "Équipe Montréal", "Zürich Office", "O'Hare Logistics", "Kraków Dev", "Board", "Interns",
 ]  # fmt: skip
 EXTENSION_NAMES = ("costCenter", "employeeClass")
+GROUP_KINDS = ("security", "m365", "mailsecurity", "distribution")
 
 
 @dataclass(frozen=True)
@@ -307,6 +308,8 @@ def _groups(tenant, rng, shape: TenantShape, epoch) -> list[str]:
     for index in range(count):
         topic = rng.choice(GROUP_TOPICS)
         kind = "security" if index < 3 else rng.choice(["security", "security", "m365", "mailsecurity", "distribution"])
+        if 3 <= index < 3 + len(GROUP_KINDS):
+            kind = GROUP_KINDS[index - 3]  # every kind exists, however small the tenant (the draw above stays)
         if index == 0:
             name = "All Staff"
         elif index < 3:
@@ -373,10 +376,19 @@ def _memberships(tenant: Tenant, rng, shape: TenantShape, user_ids, group_ids) -
     rest = group_ids[3:]
     # Nested groups: a group may contain groups created after it (a DAG, as Entra forbids no cycles
     # but real tenants rarely have them).
-    for index, group_id in enumerate(rest):
-        if rng.random() < 0.05 and index + 1 < len(rest):
-            for child in rng.sample(rest[index + 1 :], min(3, len(rest) - index - 1)):
+    # Microsoft 365 groups neither contain groups nor belong to them.
+    nestable = [g for g in rest if "Unified" not in tenant.objects[g].props["groupTypes"]]
+    position = {group_id: index for index, group_id in enumerate(nestable)}
+    for group_id in rest:
+        if rng.random() < 0.05 and group_id in position and position[group_id] + 1 < len(nestable):
+            later = nestable[position[group_id] + 1 :]
+            for child in rng.sample(later, min(3, len(later))):
                 added += add(group_id, child)
+    if len(nestable) >= 3:
+        # At least one chain two levels deep (a group in a group in a group), however small the tenant:
+        # the first security group holds the first mail-enabled security group, which holds a distribution
+        # group (see GROUP_KINDS).
+        added += add(nestable[0], nestable[1]) + add(nestable[1], nestable[2])
     remaining = max(0, target - added)
     if rest and remaining and user_ids:
         weights = [math.exp(rng.gauss(0, 1.2)) for _ in rest]
@@ -440,12 +452,13 @@ def _devices(tenant: Tenant, rng, shape: TenantShape, epoch, user_ids) -> None:
             "isEncrypted": rng.random() > 0.2,
             "jailBroken": "False",
         }
+        props.update(_intune_details(managed_id, os_name, name, props["enrolledDateTime"]))
         state = None
         if windows:
             state = {
                 "id": managed_id,
                 "malwareProtectionEnabled": True,
-                "deviceState": rng.choice(["clean", "clean", "clean", "pendingFullScan", "critical"]),
+                "deviceState": rng.choice(["clean", "clean", "clean", "fullScanPending", "critical"]),
                 "realTimeProtectionEnabled": rng.random() > 0.05,
                 "networkInspectionSystemEnabled": True,
                 "quickScanOverdue": rng.random() < 0.1,
@@ -470,6 +483,56 @@ def _devices(tenant: Tenant, rng, shape: TenantShape, epoch, user_ids) -> None:
                  ("Google Chrome", "Google"), ("Zoom", "Zoom Video Communications")], 2)
         ]  # fmt: skip
         tenant.managed_devices[managed_id] = ManagedDevice(props, state, apps if windows else [])
+
+
+def _intune_details(managed_id: str, os_name: str, name: str, enrolled: str) -> dict:
+    """The rest of a managed device as Intune returns it: every property, non-nullable ones with Intune's
+    "not applicable" values (``0001-01-01T00:00:00Z``, ``none``, 0). Drawn from a generator seeded by the
+    device id, so adding properties here does not shift the rest of the generated tenant."""
+    rng = random.Random(managed_id)
+    windows = os_name == "Windows"
+    total = rng.choice([128, 256, 512, 1024]) * 1024**3
+    enrolment = {"Windows": "windowsAzureADJoin", "iOS": "appleBulkWithUser", "MacMDM": "appleBulkWithUser"}
+    enrolled_at = datetime.strptime(enrolled, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return {
+        "managedDeviceName": f"{name}_{enrolled_at:%m/%d/%Y_%I:%M %p}" if not windows else name,
+        "azureADRegistered": True,
+        "complianceGracePeriodExpirationDateTime": "9999-12-31T23:59:59Z",
+        "deviceActionResults": [],
+        "deviceCategoryDisplayName": "Unknown",
+        "deviceEnrollmentType": enrolment.get(os_name, "userEnrollment"),
+        "deviceRegistrationState": "registered",
+        "easActivated": not windows,
+        "easActivationDateTime": "0001-01-01T00:00:00Z",
+        "easDeviceId": f"{rng.getrandbits(64):016X}" if not windows else None,
+        "enrollmentProfileName": None,
+        "ethernetMacAddress": None,
+        "exchangeAccessState": "none",
+        "exchangeAccessStateReason": "none",
+        "exchangeLastSuccessfulSyncDateTime": "0001-01-01T00:00:00Z",
+        "freeStorageSpaceInBytes": rng.randrange(total // 10, total // 2),
+        "totalStorageSpaceInBytes": total,
+        "physicalMemoryInBytes": 0,  # Intune reports 0 unless the property is selected on a single device
+        "isSupervised": False,
+        "managementCertificateExpirationDate": (enrolled_at + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "managementState": "managed",
+        "partnerReportedThreatState": "unknown",
+        "imei": f"35{rng.randrange(10**12, 10**13)}" if not windows else "",
+        "meid": "",
+        "iccid": None,
+        "udid": None,
+        "notes": None,
+        "phoneNumber": "",
+        "subscriberCarrier": "",
+        "androidSecurityPatchLevel": "",
+        "activationLockBypassCode": None,
+        "remoteAssistanceSessionUrl": "",
+        "remoteAssistanceSessionErrorDetails": "",
+        "requireUserEnrollmentApproval": None,
+        "wiFiMacAddress": ":".join(f"{rng.randrange(256):02x}" for _ in range(6)),
+        "configurationManagerClientEnabledFeatures": None,
+        "deviceHealthAttestationState": None,
+    }
 
 
 def _contacts(tenant: Tenant, rng, count: int) -> None:

@@ -27,6 +27,9 @@ from localgraph.routing import Caller
 from localgraph.tenant import AppRegistration, Tenant
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
+# Other Microsoft resources every tenant has: the token endpoint issues tokens for them (as Entra does), and
+# Graph refuses them (401), which is how a client that asked for the wrong scope finds out.
+OTHER_RESOURCES = frozenset({"https://management.azure.com", "https://vault.azure.net", "https://storage.azure.com"})
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLOCK_SKEW_S = 300
 
@@ -181,7 +184,7 @@ class TokenService:
         scopes = scope.split()
         if len(scopes) == 1 and scopes[0].endswith("/.default"):
             resource = scopes[0][: -len("/.default")].rstrip("/")
-            if resource in graph_origins or resource == GRAPH_RESOURCE:
+            if resource in graph_origins or resource == GRAPH_RESOURCE or resource in OTHER_RESOURCES:
                 return resource
             raise TokenError(
                 400,
@@ -270,6 +273,10 @@ class TokenService:
             )
         except jwt.ExpiredSignatureError:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token has expired.", headers=challenge) from None
+        except jwt.InvalidSignatureError:
+            raise GraphError(
+                401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge
+            ) from None
         except jwt.DecodeError:
             raise GraphError(
                 401,

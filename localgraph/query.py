@@ -339,26 +339,49 @@ def _missing_advanced(ops: list[str], prop: str, kind: str) -> GraphError:
 
 _EXTENSION_ATTRIBUTES = tuple(f"extensionAttribute{n}" for n in range(1, 16))
 
+# Values Graph returns for non-nullable properties that were never written (service-side defaults), so a
+# projection never returns null where the metadata says a value is required.
+SERVER_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("user", "deviceEnrollmentLimit"): 5,
+    ("application", "oauth2RequirePostResponse"): False,
+    ("servicePrincipal", "appRoleAssignmentRequired"): False,
+}
+
 
 def project(obj: DirObject, select: list[str] | None, *, with_type: bool = False) -> dict[str, Any]:
     """The object as Graph returns it for ``$select`` (or the type's default properties).
 
-    Selected properties that are unset come back as ``null`` (``[]`` for collections);
-    ``onPremisesExtensionAttributes`` always has its 15 keys; unset extension properties are omitted.
+    Selected properties that are unset come back as ``null`` (``[]`` for collections, the service default
+    for the few non-nullable ones); ``onPremisesExtensionAttributes`` always has its 15 keys; unset
+    extension properties are omitted; stream properties (``application.logo``) are never in JSON bodies.
     """
-    props = obj.props
-    declared = schema.structural_properties(obj.kind)
+    return project_props(obj.kind, obj.id, obj.props, select, odata_type=obj.odata_type if with_type else None)
+
+
+def project_props(
+    kind: str,
+    object_id: str,
+    props: Mapping[str, Any],
+    select: list[str] | None,
+    *,
+    odata_type: str | None = None,
+    add_id: bool = True,
+) -> dict[str, Any]:
+    """:func:`project` over a plain property dict of entity type ``kind`` (also Intune entities)."""
+    declared = schema.structural_properties(kind)
     names: Iterable[str]
     if select is None or "*" in select:
-        names = DEFAULT_PROPERTIES.get(obj.kind) or declared.keys()
+        names = DEFAULT_PROPERTIES.get(kind) or declared.keys()
     else:
         names = select
-    result: dict[str, Any] = {"@odata.type": obj.odata_type} if with_type else {}
+    result: dict[str, Any] = {"@odata.type": odata_type} if odata_type else {}
     for name in names:
         info = declared.get(name)
         if info is None:
             if name in props and name.startswith("extension_"):
                 result[name] = props[name]
+            continue
+        if info.type == "Edm.Stream":
             continue
         if name == "onPremisesExtensionAttributes":
             value = props.get(name) or {}
@@ -366,10 +389,10 @@ def project(obj: DirObject, select: list[str] | None, *, with_type: bool = False
             continue
         value = props.get(name)
         if value is None:
-            value = [] if info.collection else None
+            value = [] if info.collection else SERVER_DEFAULTS.get((kind, name))
         result[name] = value
-    if "id" not in result and select is not None:
-        result["id"] = obj.id  # Graph always returns id for directory objects
+    if add_id and "id" not in result and select is not None:
+        result["id"] = object_id  # Graph always returns id for directory objects (UNCONFIRMED, GRAPH.md 1)
     return result
 
 

@@ -9,11 +9,13 @@ page scans a bounded slice of the directory, so a selective filter can give page
 from __future__ import annotations
 
 import heapq
+import uuid
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from localgraph.context import ServerContext
+from localgraph.context import ServerContext, expired_page_token
 from localgraph.errors import GraphError, bad_request, not_found
 from localgraph.query import (
     ListQuery,
@@ -22,13 +24,15 @@ from localgraph.query import (
     parse_list_query,
     parse_select,
     project,
+    project_props,
     sort_key,
 )
+from localgraph import schema
 from localgraph.routing import GraphRequest, GraphResponse, Router
 from localgraph.tenant import COLLECTIONS, KIND_TO_COLLECTION, DirObject
+from shared.graph import odata
 
 router = Router()
-FILTER_SCAN_PER_PAGE = 20_000  # objects examined per page of a filtered list
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 
 
@@ -77,7 +81,7 @@ def _page_over(
     scanned = 0
     last_position = cursor
     exhausted = True
-    limit = FILTER_SCAN_PER_PAGE if query.predicate is not None else None
+    limit = ctx.settings.filter_scan_per_page if query.predicate is not None else None
     for position, obj in candidates(cursor):
         if len(page) == query.top or (limit is not None and scanned >= limit):
             exhausted = False
@@ -110,7 +114,7 @@ def _top_level_list(ctx: ServerContext, req: GraphRequest, kind: str) -> GraphRe
                 "Neither tenant is B2C or tenant doesn't have premium license",
             )
         max_top = ctx.settings.sign_in_activity_max_page_size
-    query = parse_list_query(req, [kind], default_top=ctx.settings.default_page_size, max_top=max_top)
+    query = _parse_page_query(req, [kind], default_top=ctx.settings.default_page_size, max_top=max_top)
     tenant = ctx.tenant
 
     def candidates(cursor):
@@ -122,6 +126,45 @@ def _top_level_list(ctx: ServerContext, req: GraphRequest, kind: str) -> GraphRe
 
     render = _renderer(ctx, req, query, with_type=False)
     return _page_over(ctx, req, query, candidates, render, KIND_TO_COLLECTION[kind], count_all)
+
+
+def _parse_page_query(req: GraphRequest, kinds: list[str], **options: Any) -> ListQuery:
+    """:func:`parse_list_query`, except that a nextLink followed without the advanced-query parameters its
+    query needs (the client did not resend ``ConsistencyLevel``) is refused as an expired page token, as
+    observed on Graph [GRAPH.md section 1, 3P]."""
+    try:
+        return parse_list_query(req, kinds, **options)
+    except GraphError as error:
+        if "$skiptoken" in req.query and error.code == "Request_UnsupportedQuery" and not req.eventual:
+            raise expired_page_token() from None
+        raise
+
+
+def _live(ctx: ServerContext, object_id: str | None) -> DirObject | None:
+    """The live object with this id, or None (missing, purged or in deleted items)."""
+    obj = ctx.tenant.objects.get(object_id) if object_id else None
+    return obj if obj is not None and obj.deleted is None else None
+
+
+def _manager_of(ctx: ServerContext, user_id: str) -> DirObject | None:
+    return _live(ctx, ctx.tenant.manager.get(user_id))
+
+
+def _direct_reports(ctx: ServerContext, manager_id: str) -> list[DirObject]:
+    reports = (_live(ctx, u) for u, m in ctx.tenant.manager.items() if m == manager_id)
+    return [obj for obj in reports if obj is not None]
+
+
+def _lookup(ctx: ServerContext, kind: str, key: str) -> DirObject:
+    """``/{collection}/{key}``: users by id or userPrincipalName; other objects by id, where a key that
+    is not a GUID is a malformed identifier (400), not a missing object (404) [GRAPH.md section 6]."""
+    if kind == "user":
+        return ctx.tenant.find_user(key)
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        raise bad_request(f"Invalid object identifier '{key}'.") from None
+    return ctx.tenant.get(key, kind)
 
 
 def _renderer(ctx: ServerContext, req: GraphRequest, query: ListQuery, *, with_type: bool):
@@ -139,15 +182,15 @@ def _renderer(ctx: ServerContext, req: GraphRequest, query: ListQuery, *, with_t
 def _expand_into(ctx: ServerContext, obj: DirObject, name: str, nested, item: dict[str, Any]) -> None:
     tenant = ctx.tenant
     if name == "manager":
-        manager_id = tenant.manager.get(obj.id)
-        if manager_id and manager_id in tenant.objects:
-            item["manager"] = project(tenant.objects[manager_id], nested, with_type=True)
+        manager = _manager_of(ctx, obj.id)
+        if manager is not None:
+            item["manager"] = project(manager, nested, with_type=True)
     elif name == "members":
         item["members"] = [project(m, nested, with_type=True) for m in tenant.group_members(obj.id)[:20]]
     elif name == "memberOf":
         item["memberOf"] = [project(g, nested, with_type=True) for g in tenant.groups_of(obj.id)[:20]]
     elif name == "directReports":
-        reports = [tenant.objects[u] for u, m in tenant.manager.items() if m == obj.id and u in tenant.objects]
+        reports = _direct_reports(ctx, obj.id)
         item["directReports"] = [project(u, nested, with_type=True) for u in reports[:20]]
     elif name == "owners":
         item["owners"] = [project(tenant.objects[o], nested, with_type=True) for o in tenant.owners.get(obj.id, {})]
@@ -174,7 +217,7 @@ def _register_collection(collection: str, kind: str) -> None:
 
     @router.route("GET", f"/{collection}/{{id}}")
     def get_object(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-        obj = ctx.tenant.find_user(id) if kind == "user" else ctx.tenant.get(id, kind)
+        obj = _lookup(ctx, kind, id)
         for name in req.query:
             if name.startswith("$") and name not in ("$select", "$expand"):
                 raise bad_request(f"Query option '{name}' is not allowed.", code="BadRequest")
@@ -210,7 +253,7 @@ def _relationship(
             raise bad_request(f"Resource not found for the segment '{cast}'.", code="BadRequest")
         objects = [obj for obj in objects if obj.kind == kind]
         kinds = [kind]
-    query = parse_list_query(
+    query = _parse_page_query(
         req, kinds, default_top=ctx.settings.default_page_size, max_top=ctx.settings.max_page_size,
         relationship=True,
     )  # fmt: skip
@@ -233,40 +276,39 @@ def _relationship(
 
 def _register_relationship(owner_collection: str, owner_kind: str, name: str, source) -> None:
     def handler(ctx: ServerContext, req: GraphRequest, id: str, cast: str | None = None) -> GraphResponse:
-        owner = ctx.tenant.find_user(id) if owner_kind == "user" else ctx.tenant.get(id, owner_kind)
-        return _relationship(ctx, req, source(ctx.tenant, owner.id), cast)
+        owner = _lookup(ctx, owner_kind, id)
+        return _relationship(ctx, req, source(ctx, owner.id), cast)
 
     def count(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-        owner = ctx.tenant.find_user(id) if owner_kind == "user" else ctx.tenant.get(id, owner_kind)
-        return _count_response(ctx, req, _MEMBER_KINDS, source(ctx.tenant, owner.id))
+        owner = _lookup(ctx, owner_kind, id)
+        return _count_response(ctx, req, _MEMBER_KINDS, source(ctx, owner.id))
 
     router.route("GET", f"/{owner_collection}/{{id}}/{name}")(handler)
     router.route("GET", f"/{owner_collection}/{{id}}/{name}/$count")(count)
     router.route("GET", f"/{owner_collection}/{{id}}/{name}/{{cast}}")(handler)
 
 
-_register_relationship("groups", "group", "members", lambda t, i: t.group_members(i))
-_register_relationship("groups", "group", "transitiveMembers", lambda t, i: t.transitive_members(i))
-_register_relationship("groups", "group", "owners", lambda t, i: [t.objects[o] for o in t.owners.get(i, {})])
+_register_relationship("groups", "group", "members", lambda c, i: c.tenant.group_members(i))
+_register_relationship("groups", "group", "transitiveMembers", lambda c, i: c.tenant.transitive_members(i))
+_register_relationship(
+    "groups", "group", "owners", lambda c, i: [o for o in map(partial(_live, c), c.tenant.owners.get(i, {})) if o]
+)
 for _collection, _kind in COLLECTIONS.items():
     if _kind in ("user", "group", "device", "orgContact", "servicePrincipal"):
-        _register_relationship(_collection, _kind, "memberOf", lambda t, i: t.groups_of(i))
-        _register_relationship(_collection, _kind, "transitiveMemberOf", lambda t, i: t.transitive_groups_of(i))
-_register_relationship(
-    "users", "user", "directReports",
-    lambda t, i: [t.objects[u] for u, m in t.manager.items() if m == i and u in t.objects],
-)  # fmt: skip
+        _register_relationship(_collection, _kind, "memberOf", lambda c, i: c.tenant.groups_of(i))
+        _register_relationship(_collection, _kind, "transitiveMemberOf", lambda c, i: c.tenant.transitive_groups_of(i))
+_register_relationship("users", "user", "directReports", _direct_reports)
 
 
 @router.route("GET", "/users/{id}/manager")
 def get_manager(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     user = ctx.tenant.find_user(id)
-    manager_id = ctx.tenant.manager.get(user.id)
-    if manager_id is None or manager_id not in ctx.tenant.objects:
+    manager = _manager_of(ctx, user.id)
+    if manager is None:
         raise not_found("manager")
     select = parse_select(req.query.get("$select"), ["user"], collection=False)
     body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
-    body.update(project(ctx.tenant.objects[manager_id], select, with_type=True))
+    body.update(project(manager, select, with_type=True))
     return GraphResponse(200, body, content_type=ODATA_JSON)
 
 
@@ -312,25 +354,44 @@ def list_deleted(ctx: ServerContext, req: GraphRequest, cast: str) -> GraphRespo
 # ------------------------------------------------------------------------------------- Intune (separate)
 
 
+def _intune_select(req: GraphRequest, kind: str) -> list[str] | None:
+    """``$select`` on an Intune entity; an unknown property is a 400 (Intune is not an open type)."""
+    raw = req.query.get("$select")
+    if raw is None:
+        return None
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    declared = schema.structural_properties(kind)
+    for name in names:
+        if name not in declared:
+            raise bad_request(
+                f"Could not find a property named '{name}' on type 'microsoft.graph.{kind}'.", code="BadRequest"
+            )
+    return names
+
+
 @router.route("GET", "/deviceManagement/managedDevices")
 def list_managed_devices(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
-    devices = list(ctx.tenant.managed_devices.values())
-    top = int(req.query.get("$top", ctx.settings.intune_page_size))
-    if not 1 <= top:
-        raise bad_request(f"Invalid $top value '{top}'.", code="BadRequest")
-    select = [s.strip() for s in req.query["$select"].split(",")] if "$select" in req.query else None
+    """Intune's list: every property unless ``$select``; pages of ``intune_page_size`` (1000, from a
+    maintainer's comment, GRAPH.md section 1); ``$filter`` evaluated as written."""
+    raw_top = req.query.get("$top")
+    try:
+        top = int(raw_top) if raw_top is not None else ctx.settings.intune_page_size
+    except ValueError:
+        top = 0
+    if top < 1:
+        raise bad_request(f"Invalid $top value '{raw_top}'.", code="BadRequest")
+    select = _intune_select(req, "managedDevice")
     start = int(ctx.read_page_token(req.path, req.query) or 0)
     predicate = None
     if "$filter" in req.query:
-        from shared.graph import odata
-
         try:
             predicate = odata.compile_filter(req.query["$filter"])
         except odata.FilterError as exc:
             raise bad_request(str(exc), code="BadRequest") from None
+    devices = ctx.tenant.managed_devices.values()
     matching = [d for d in devices if predicate is None or predicate(d.props)]
     page = matching[start : start + top]
-    items = [{k: d.props.get(k) for k in select} if select else dict(d.props) for d in page]
+    items = [project_props("managedDevice", d.props["id"], d.props, select) for d in page]
     body: dict[str, Any] = {"@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select)}
     if start + top < len(matching):
         body["@odata.nextLink"] = next_link(req, ctx.page_token(req.path, req.query, start + top))
@@ -348,8 +409,9 @@ def _managed_device(ctx: ServerContext, device_id: str):
 @router.route("GET", "/deviceManagement/managedDevices/{id}")
 def get_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     device = _managed_device(ctx, id)
-    body = {"@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices/$entity"}
-    body.update(device.props)
+    select = _intune_select(req, "managedDevice")
+    body = {"@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select, entity=True)}
+    body.update(project_props("managedDevice", device.props["id"], device.props, select))
     return GraphResponse(200, body, content_type=ODATA_JSON)
 
 
@@ -358,20 +420,26 @@ def get_windows_protection_state(ctx: ServerContext, req: GraphRequest, id: str)
     device = _managed_device(ctx, id)
     if device.windows_protection_state is None:
         raise GraphError(404, "ResourceNotFound", "Resource not found for the segment 'windowsProtectionState'.")
+    select = _intune_select(req, "windowsProtectionState")
+    suffix = f"({','.join(select)})" if select else ""
     body = {
         "@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices('{device.props['id']}')"
-        "/windowsProtectionState/$entity"
+        f"/windowsProtectionState{suffix}/$entity"
     }
-    body.update(device.windows_protection_state)
+    state = device.windows_protection_state
+    body.update(project_props("windowsProtectionState", state["id"], state, select))
     return GraphResponse(200, body, content_type=ODATA_JSON)
 
 
 @router.route("GET", "/deviceManagement/managedDevices/{id}/detectedApps")
 def list_detected_apps(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     device = _managed_device(ctx, id)
+    select = _intune_select(req, "detectedApp")
+    suffix = f"({','.join(select)})" if select else ""
     body = {
-        "@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices('{device.props['id']}')/detectedApps",
-        "value": device.detected_apps,
+        "@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices('{device.props['id']}')"
+        f"/detectedApps{suffix}",
+        "value": [project_props("detectedApp", app["id"], app, select) for app in device.detected_apps],
     }
     return GraphResponse(200, body, content_type=ODATA_JSON)
 

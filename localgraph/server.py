@@ -25,6 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 from starlette.applications import Starlette
@@ -45,7 +46,7 @@ from localgraph.tls import TlsMaterial, load_or_write_material
 log = logging.getLogger(__name__)
 
 GRAPH_ROUTER = Router()
-for _module in (reads, writes, delta, batch):
+for _module in (delta, reads, writes, batch):  # delta first: `/users/delta` before `/users/{id}`
     GRAPH_ROUTER.include(_module.router)
 
 APP_ROLES = [
@@ -77,6 +78,7 @@ def dispatch(ctx: ServerContext, req: GraphRequest, *, caller=None) -> GraphResp
                 tenant_id=ctx.tenant.tenant_id,
                 app_id=req.caller.client_id,
             )
+        writes.admit(ctx, req, template, params)  # app permissions, replication window (localgraph.writes)
         if route.handler is batch.run_batch:
             response = batch.run_batch(ctx, req, dispatch=dispatch)
         else:
@@ -122,7 +124,10 @@ def build_app(ctx: ServerContext) -> Starlette:
     async def graph(request: Request) -> Response:
         body = await request.body()
         origin = f"https://{request.headers.get('host', ctx.origin.split('://')[1])}"
-        url = request.url.path[len("/v1.0") :] + (f"?{request.url.query}" if request.url.query else "")
+        # The path as sent (still percent-encoded): a decoded one would cut a guest's UPN at its "#EXT#".
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else quote(request.url.path)
+        url = path[len("/v1.0") :] + (f"?{request.url.query}" if request.url.query else "")
         req = GraphRequest.from_url(
             request.method, url, dict(request.headers), body, f"{origin}/v1.0", request_id=new_request_id()
         )
@@ -234,7 +239,7 @@ class LocalGraph:
             tenant=tenant, settings=self.settings, origin=origin, graph_origins={origin, f"https://localhost:{port}"}
         )
         ctx.identity = TokenService(tenant, self.tls.server.key, lambda: ctx.settings.token_lifetime_s)
-        ctx.throttle = Throttle(tenant.count("user"))
+        ctx.throttle = Throttle(tenant.count("user"), ctx.settings)
         ctx.faults = Faults()
         rng = random.Random(self.shape.seed + 7)
         client_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -312,6 +317,12 @@ class LocalGraph:
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
+            # Idle keep-alive TLS connections (a client not closed yet, e.g. a credential's session held
+            # by a reference cycle) would keep uvicorn waiting for close_notify; after a short grace,
+            # stop without waiting for them.
+            self._thread.join(timeout=0.3)
+            if self._thread.is_alive() and self._server is not None:
+                self._server.force_exit = True
             self._thread.join(timeout=10)
 
     def __enter__(self) -> LocalGraph:

@@ -62,7 +62,9 @@ class Change:
 
     ``op`` is one of: created, updated, deleted (soft: restorable), purged (hard), restored,
     member_added, member_removed, manager. ``props`` names the properties an update touched;
-    ``other`` is the member (for membership ops) or the manager id.
+    ``other`` is the member (for membership ops) or the manager id. ``other_kind`` is the kind of
+    ``other`` (a member may be purged later, and delta still names its type); ``previous`` is the
+    manager a manager op replaced or removed (delta reports a removed manager by id).
     """
 
     seq: int
@@ -71,6 +73,8 @@ class Change:
     op: str
     props: frozenset[str] | None = None
     other: str | None = None
+    other_kind: str | None = None
+    previous: str | None = None
 
 
 @dataclass
@@ -120,9 +124,11 @@ class Tenant:
 
     # ----------------------------------------------------------------------------------------------
     # Change log
-    def _record(self, kind: str, object_id: str, op: str, props=None, other=None) -> None:
+    def _record(
+        self, kind: str, object_id: str, op: str, props=None, other=None, other_kind=None, previous=None
+    ) -> None:
         self.seq += 1
-        self.log.append(Change(self.seq, kind, object_id, op, props, other))
+        self.log.append(Change(self.seq, kind, object_id, op, props, other, other_kind, previous))
         self._log_seqs.append(self.seq)
 
     def changes_since(self, seq: int) -> list[Change]:
@@ -255,10 +261,20 @@ class Tenant:
         obj.deleted = None
         self._index(obj, add=True)
         obj.props.pop("deletedDateTime", None)
+        dropped: list[tuple[str, str | None]] = []
         if obj.kind == "group":
-            for member_id in self.members.get(obj.id, {}):
-                self.member_of.setdefault(member_id, set()).add(obj.id)
+            members = self.members.get(obj.id, {})
+            for member_id in list(members):
+                member = self.objects.get(member_id)
+                if member is None or member.deleted is not None:
+                    # Deleted or purged while the group was in deleted items: it does not come back.
+                    del members[member_id]
+                    dropped.append((member_id, member.kind if member else None))
+                else:
+                    self.member_of.setdefault(member_id, set()).add(obj.id)
         self._record(obj.kind, obj.id, "restored")
+        for member_id, member_kind in dropped:
+            self._record("group", obj.id, "member_removed", other=member_id, other_kind=member_kind)
         for group_id in obj.saved_memberships:
             group = self.objects.get(group_id)
             if group is not None and group.deleted is None and obj.id not in self.members.get(group_id, {}):
@@ -294,7 +310,7 @@ class Tenant:
             )
         members[member.id] = None
         self.member_of.setdefault(member.id, set()).add(group.id)
-        self._record("group", group.id, "member_added", other=member.id)
+        self._record("group", group.id, "member_added", other=member.id, other_kind=member.kind)
 
     def remove_member(self, group_id: str, member_id: str) -> None:
         group = self.get(group_id, "group")
@@ -304,18 +320,23 @@ class Tenant:
             raise not_found(member_id)
         del members[key]
         self.member_of.get(key, set()).discard(group.id)
-        self._record("group", group.id, "member_removed", other=key)
+        member_kind = self.objects[key].kind if key in self.objects else None
+        self._record("group", group.id, "member_removed", other=key, other_kind=member_kind)
 
     def set_manager(self, user_id: str, manager_id: str | None) -> None:
         user = self.get(user_id, "user")
+        previous = self.manager.get(user.id)
         if manager_id is None:
             if user.id not in self.manager:
                 raise not_found("manager")
             del self.manager[user.id]
+            self._record("user", user.id, "manager", previous=previous)
         else:
             manager = self.get(manager_id)
             self.manager[user.id] = manager.id
-        self._record("user", user.id, "manager", other=manager_id)
+            self._record(
+                "user", user.id, "manager", other=manager.id, other_kind=manager.kind, previous=previous
+            )
 
     # ----------------------------------------------------------------------------------------------
     _UNIQUE = {"user": ("userPrincipalName",), "group": ("mailNickname",), "application": ("appId",)}

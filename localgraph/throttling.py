@@ -6,7 +6,9 @@ any other GET 1, writes 1; ``$select`` -1, ``$expand`` +1, ``$top`` < 20 -1, nev
 token bucket per app+tenant of 3,500 / 5,000 / 8,000 RU per 10 s (tenants under 50 / 50-500 / over 500
 users); writes also draw on 3,000 per 150 s. Intune (``deviceManagement``) has its own bucket of 2,000
 requests per 20 s. A request that does not fit gets 429 ``TooManyRequests`` with ``Retry-After`` in whole
-seconds (time until the bucket holds enough), so a client that retries early is throttled again.
+seconds (time until the bucket holds enough), and the bucket stays closed until then: a client that
+retries before Retry-After has elapsed is throttled again, one that waits gets through (Dev Proxy's
+RetryAfterPlugin behaves the same way) [GRAPH.md section 5].
 
 Faults (for tests): rules that answer matching requests with 429 (with or without ``Retry-After``) or a
 5xx burst, by count, by period or at random from a seed.
@@ -31,8 +33,7 @@ READ_COSTS = {
     "/groups/{id}/transitiveMembers/{cast}": 5,
     "/users/{id}/memberOf": 2,
     "/users/{id}/memberOf/{cast}": 2,
-    "/users/{id}/transitiveMemberOf": 2,
-    "/users/{id}/transitiveMemberOf/{cast}": 2,
+    # transitiveMemberOf is not in Graph's cost table, so it is "any other GET": 1 RU.
     "/applications": 2,
 }
 POST_COSTS = {"/directoryObjects/getByIds": 5}
@@ -100,27 +101,52 @@ def budget_for(users: int) -> int:
 
 
 class Throttle:
-    def __init__(self, users: int) -> None:
+    """The budgets of the (single) app+tenant pair. ``settings`` (a GraphSettings) may override the
+    resource-unit budget and window at run time (``resource_unit_budget``, ``resource_unit_window_s``)."""
+
+    def __init__(self, users: int, settings: Any = None) -> None:
+        self.users = users
+        self.settings = settings
         self.reads = Bucket(budget_for(users), 10.0)
         self.writes = Bucket(3000, 150.0)
         self.intune = Bucket(2000, 20.0)
+        # bucket -> monotonic time before which it answers 429 whatever its level (see the module doc)
+        self.closed_until: dict[int, float] = {}
 
     def resize(self, users: int) -> None:
+        self.users = users
         self.reads = Bucket(budget_for(users), 10.0)
+
+    def _configure(self) -> None:
+        if self.settings is None:
+            return
+        capacity = self.settings.resource_unit_budget or budget_for(self.users)
+        window = self.settings.resource_unit_window_s
+        bucket = self.reads
+        if bucket.capacity != capacity or bucket.window_s != window:
+            bucket._refill(time.monotonic())
+            bucket.capacity, bucket.window_s = float(capacity), float(window)
+            bucket.level = min(bucket.level, bucket.capacity)
 
     def admit(self, template: str, cost: int, write: bool, *, with_retry_after: bool, tenant_id: str, app_id: str):
         """Take the request's cost or raise 429 as Graph does. Returns headers for the response."""
+        self._configure()
         if template.startswith("/deviceManagement"):
             buckets = [(self.intune, 1, "Tenant_Application/Read/Intune")]
         else:
             buckets = [(self.reads, cost, f"Tenant_Application/ReadWrite/{app_id}/{tenant_id}")]
             if write:
                 buckets.append((self.writes, 1, f"Tenant_Application/Write/{app_id}/{tenant_id}"))
+        now = time.monotonic()
         for bucket, amount, scope in buckets:
-            wait = bucket.wait_for(amount)
+            closed = self.closed_until.get(id(bucket), 0.0) - now
+            wait = max(closed, bucket.wait_for(amount))
             if wait > 0:
+                retry_after = max(1, math.ceil(wait))
+                if closed <= 0:
+                    self.closed_until[id(bucket)] = now + retry_after
                 raise throttled(
-                    wait if with_retry_after else None,
+                    retry_after if with_retry_after else None,
                     {
                         "x-ms-throttle-scope": scope,
                         "x-ms-throttle-information": "WriteLimitExceeded"
@@ -134,10 +160,15 @@ class Throttle:
         return {"x-ms-throttle-limit-percentage": f"{used + 0.8:.1f}"} if used > 0.8 else {}
 
 
+def format_retry_after(seconds: float) -> str:
+    """Whole seconds as an integer ("2"), anything else as given ("2.128")."""
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
 def throttled(retry_after: float | None, extra: dict[str, str] | None = None) -> GraphError:
     headers = dict(extra or {})
     if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        headers["Retry-After"] = format_retry_after(retry_after)
     return GraphError(
         429,
         "TooManyRequests",
@@ -177,6 +208,18 @@ class FaultRule:
     fired: int = 0
     _rng: Any = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, int) or not 400 <= self.status <= 599:
+            raise ValueError("fault status must be an HTTP error status (400-599)")
+        if self.path is not None:
+            re.compile(self.path)  # re.error is a ValueError: reported as a bad rule, not at request time
+        for name in ("count", "every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"fault {name} must be a positive integer")
+        if self.probability is not None and not 0 <= self.probability <= 1:
+            raise ValueError("fault probability must be between 0 and 1")
+
     def applies(self, method: str, path: str, in_batch: bool) -> bool:
         if self.method and self.method.upper() != method:
             return False
@@ -201,9 +244,12 @@ class FaultRule:
 
     def error(self) -> GraphError:
         if self.status == 429:
-            return throttled(self.retry_after)
+            return throttled(
+                self.retry_after,
+                {"x-ms-throttle-scope": "Tenant_Application/ReadWrite", "x-ms-throttle-information": "CPULimitExceeded"},
+            )
         code, message = _FAULT_MESSAGES.get(self.status, ("UnknownError", "An error occurred."))
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        headers = {"Retry-After": format_retry_after(self.retry_after)} if self.retry_after is not None else {}
         return GraphError(self.status, code, message, headers=headers)
 
 
