@@ -277,6 +277,7 @@ class LocalGraph:
             loop="uvloop",
             http="httptools",
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=2,
         )
         return uvicorn.Server(config)
 

@@ -1,0 +1,249 @@
+"""Benchmark (``make bench``): a full read then an incremental read of a large tenant, with Graph's costs.
+
+The local Graph runs in its own process with Graph's documented cost model: resource units per request,
+the large-tenant budget of 8,000 RU per 10 s (429 with Retry-After when exceeded) and a per-request latency
+(300 ms by default). Azurite runs in its own process too, so the connector process's CPU time and peak
+memory are the connector's alone. Each tenant size runs in a fresh child process, so peak RSS is per size.
+
+Printed per run: Graph HTTP calls and batched sub-requests, resource units, wall and CPU seconds, peak RSS,
+records per second, and the physical floor for that tenant: the larger of (resource units / budget rate)
+and (the longest chain of pages that must be fetched one after another x latency), with the ratio of the
+measured wall time to it; and the resource units against the fewest the read could cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PAGE = 999
+BUDGET_RU_PER_10S = 8000  # tenants over 500 users
+
+
+def _child_command(args: argparse.Namespace, users: int, groups: int, memberships: int) -> list[str]:
+    return [
+        sys.executable, "-m", "devtools.benchmark", "child",
+        "--users", str(users), "--groups", str(groups), "--memberships", str(memberships),
+        "--latency-ms", str(args.latency_ms), "--churn", str(args.churn),
+    ]  # fmt: skip
+
+
+@dataclass
+class Floor:
+    chain_pages: int
+    min_units: int
+
+
+def floor_for(users: int, group_sizes: list[int], groups: int) -> Floor:
+    user_pages = math.ceil(users / PAGE)
+    group_pages = max(1, math.ceil(groups / PAGE))
+    largest = max(group_sizes or [0])
+    # A group's member pages can only start once its groups page has arrived; the largest group sits on
+    # the first page in the generated tenant, so its chain is 1 + its pages.
+    chain = max(user_pages, 1 + max(1, math.ceil(largest / PAGE)))
+    units = user_pages * 1 + group_pages * 1  # list with $select: 2-1 and 1-1 (min 1)
+    units += sum(max(1, math.ceil(size / PAGE)) * 2 for size in group_sizes)  # members: 3-1 per page
+    return Floor(chain, units)
+
+
+async def _child(args: argparse.Namespace) -> dict[str, Any]:
+    from devtools.azurite import Azurite
+    from localgraph.client import ControlClient
+    from localgraph.server import ConnectionInfo
+    from shared.config import parse_config
+    from shared.extract.runner import run_task
+    from shared.services import Services
+    from shared.settings import Settings
+    from shared.storage.queues import RunRequest
+
+    graph = subprocess.Popen(
+        [
+            sys.executable, "-m", "localgraph", "--json", "--users", str(args.users), "--groups", str(args.groups),
+            "--memberships", str(args.memberships), "--latency-ms", str(args.latency_ms), "--seed", "7",
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = graph.stdout.readline()
+        if not line:
+            raise RuntimeError("the local Graph did not start")
+        info = ConnectionInfo(**json.loads(line))
+        control = ControlClient(info, timeout=600)
+        group_sizes = [len(g["members"]) for g in control.objects("groups")]
+        with Azurite() as azurite:
+            environ = {
+                "AzureWebJobsStorage": azurite.connection_string,
+                "BENCH_SECRET": info.client_secret,
+                "CONNECTOR_CA_BUNDLE": info.ca_file,
+            }
+            services = Services(Settings.from_environ(environ), environ=environ)
+            services.storage.ensure()
+            config = parse_config(
+                {
+                    "connectors": [
+                        {
+                            "name": "bench", "tenant_id": info.tenant_id, "client_id": info.client_id,
+                            "login_url": info.authority_url, "graph_url": info.graph_url,
+                            "disable_instance_discovery": True,
+                            "credential": {"type": "client_secret", "secret": {"app_setting": "BENCH_SECRET"}},
+                        }
+                    ],
+                    "tasks": [
+                        {
+                            "name": "bench", "connector": "bench", "mode": "incremental",
+                            "mappings_type": "identity_and_access",
+                            "users": {
+                                "mappings": [
+                                    {"external": "userPrincipalName", "local": "login"},
+                                    {"external": "displayName", "local": "name"},
+                                    {"external": "mail", "local": "email"},
+                                    {"external": "department", "local": "department"},
+                                    {"external": "jobTitle", "local": "title"},
+                                    {"external": "accountEnabled", "local": "enabled"},
+                                    {"external": "onPremisesExtensionAttributes.extensionAttribute1", "local": "ext1"},
+                                ],
+                                "target_template": "account", "target_folder": "accounts",
+                            },
+                            "groups": {
+                                "mappings": [
+                                    {"external": "displayName", "local": "name"},
+                                    {"external": "members", "local": "members"},
+                                ],
+                                "target_template": "group", "target_folder": "groups",
+                            },
+                        }
+                    ],
+                }
+            )  # fmt: skip
+            results = {}
+            for label in ("full", "incremental"):
+                if label == "incremental":
+                    control.churn(args.churn, seed=3)
+                control.clear_requests()
+                before = resource.getrusage(resource.RUSAGE_SELF)
+                started = time.perf_counter()
+                outcome = await run_task(services, RunRequest(task="bench"), config=config)
+                wall = time.perf_counter() - started
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                record = outcome.record
+                if record.status != "succeeded":
+                    raise RuntimeError(f"{label} run failed: {record.error}")
+                summary = control.requests()
+                results[label] = {
+                    "mode": record.mode,
+                    "wall_s": wall,
+                    "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                    "peak_rss_mb": after.ru_maxrss / 1024,
+                    "records": sum(c.written for c in record.counts.values()),
+                    "changed": sum(c.changed + c.removed for c in record.counts.values()),
+                    "http_calls": summary["http_calls"],
+                    "batch_steps": summary["batch_steps"],
+                    "resource_units": summary["resource_units"],
+                    "throttled": summary["throttled"],
+                    "token_requests": summary["token_requests"],
+                }
+        floor = floor_for(args.users, group_sizes, args.groups)
+        return {
+            "users": args.users, "groups": args.groups, "memberships": sum(group_sizes),
+            "largest_group": max(group_sizes or [0]), "latency_ms": args.latency_ms,
+            "floor_chain_pages": floor.chain_pages, "floor_units": floor.min_units, "runs": results,
+        }  # fmt: skip
+    finally:
+        graph.terminate()
+        try:
+            graph.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            graph.kill()
+
+
+def _report(result: dict[str, Any]) -> None:
+    latency = result["latency_ms"] / 1000
+    print(
+        f"\nTenant: {result['users']:,} users, {result['groups']:,} groups, {result['memberships']:,} memberships "
+        f"(largest group {result['largest_group']:,}); latency {result['latency_ms']:.0f} ms; "
+        f"budget {BUDGET_RU_PER_10S:,} RU / 10 s"
+    )
+    rate = BUDGET_RU_PER_10S / 10
+    for label, run in result["runs"].items():
+        chain = result["floor_chain_pages"] * latency if label == "full" else 0.0
+        unit_floor = run["resource_units"] / rate
+        floor = max(chain, unit_floor)
+        print(f"  {label} run ({run['mode']}):")
+        print(f"    Graph HTTP calls       {run['http_calls']:>10,}   batched sub-requests {run['batch_steps']:,}")
+        print(f"    resource units         {run['resource_units']:>10,}   throttled answers {run['throttled']:,}")
+        if label == "full":
+            print(
+                f"    fewest possible RU     {result['floor_units']:>10,}   "
+                f"ratio {run['resource_units'] / max(1, result['floor_units']):.2f}"
+            )
+        print(f"    wall time              {run['wall_s']:>10.1f} s")
+        print(f"    CPU time               {run['cpu_s']:>10.1f} s")
+        print(f"    peak RSS               {run['peak_rss_mb']:>10.0f} MB")
+        print(f"    records written        {run['records']:>10,}   {run['records'] / run['wall_s']:,.0f} records/s")
+        if label == "full":
+            print(
+                f"    floor                  {floor:>10.1f} s   (RU/budget {unit_floor:.1f} s; chain "
+                f"{result['floor_chain_pages']} pages x {latency:.1f} s = {chain:.1f} s); "
+                f"measured/floor {run['wall_s'] / floor:.2f}"
+            )
+        else:
+            full_units = result["runs"]["full"]["resource_units"]
+            print(
+                f"    changes applied        {run['changed']:>10,}   RU vs full read "
+                f"{100 * run['resource_units'] / max(1, full_units):.1f}%"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "child"])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--memberships", type=int, default=1_000_000)
+    parser.add_argument("--latency-ms", type=float, default=300.0)
+    parser.add_argument("--churn", type=float, default=0.01, help="share of objects changed before the incremental run")
+    parser.add_argument("--compare-users", type=int, default=10_000, help="a smaller tenant for the memory comparison")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.mode == "child":
+        print(json.dumps(asyncio.run(_child(args))), flush=True)
+        return 0
+    results = []
+    sizes = [(args.users, args.groups, args.memberships)]
+    if args.compare_users:
+        scale = args.compare_users / args.users
+        sizes.insert(0, (args.compare_users, max(10, round(args.groups * scale)), round(args.memberships * scale)))
+    for users, groups, memberships in sizes:
+        print(f"running {users:,} users ...", file=sys.stderr, flush=True)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        output = subprocess.run(
+            _child_command(args, users, groups, memberships), capture_output=True, text=True, env=env
+        )
+        if output.returncode != 0:
+            print(output.stderr, file=sys.stderr)
+            return 1
+        result = json.loads(output.stdout.strip().splitlines()[-1])
+        results.append(result)
+        _report(result)
+    if len(results) == 2:
+        small, large = (r["runs"]["full"]["peak_rss_mb"] for r in results)
+        print(f"\nPeak RSS, full run: {small:.0f} MB at {results[0]['users']:,} users, {large:.0f} MB at "
+              f"{results[1]['users']:,} users (difference {large - small:.0f} MB)")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
