@@ -584,6 +584,14 @@ def update_user(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse
         if profile.get("password") is not None:
             password = _check_password(profile["password"])
             changes["lastPasswordChangeDateTime"] = utc_now()
+    if "userPrincipalName" in changes:
+        # The userPrincipalName sign-in identity follows the UPN.
+        identities = [dict(i) for i in user.props.get("identities") or []]
+        for identity in identities:
+            if identity.get("signInType") == "userPrincipalName":
+                identity["issuerAssignedId"] = changes["userPrincipalName"]
+        if identities != user.props.get("identities"):
+            changes["identities"] = identities
     _merge_complex(user, changes)
     ctx.tenant.update(user.id, changes)  # a duplicate UPN raises ObjectConflict
     _drop_null_keys(user)
