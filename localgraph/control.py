@@ -65,8 +65,9 @@ def churn(tenant: Tenant, fraction: float, seed: int) -> dict[str, int]:
     for index, user in enumerate(victims):
         action = index % 10
         if action < 6:
-            tenant.update(user.id, {"jobTitle": f"Changed title {rng.randrange(10**6)}",
-                                    "department": rng.choice(["Sales", "Finance", "Legal", "Operations"])})  # fmt: skip
+            title = f"Changed title {rng.randrange(10**6)}"  # drawn before the department, as always
+            department = rng.choice(["Sales", "Finance", "Legal", "Operations"])
+            tenant.update(user.id, {"jobTitle": title, "department": department})
             done["users_updated"] += 1
         elif action < 8:
             tenant.delete(user.id)
@@ -149,8 +150,13 @@ def routes(ctx: ServerContext) -> list[Route]:
             "tenant_id": tenant.tenant_id,
             "domain": tenant.domain,
             "counts": {collection: tenant.count(kind) for collection, kind in COLLECTIONS.items()},
-            "memberships": sum(len(m) for g, m in tenant.members.items() if g in tenant.objects),
+            "memberships": sum(
+                len(m)
+                for g, m in tenant.members.items()
+                if g in tenant.objects and tenant.objects[g].deleted is None
+            ),
             "managed_devices": len(tenant.managed_devices),
+            "group_sizes": [len(tenant.members.get(g.id, {})) for g in tenant.live("group")],
             "seq": tenant.seq,
             "apps": sorted(tenant.apps),
         }
