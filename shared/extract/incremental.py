@@ -22,11 +22,11 @@ from typing import Any
 from azure.storage.blob import ContainerClient
 
 from shared.extract.mapping import Mapper
-from shared.extract.members import MemberReader
+from shared.extract.members import MemberIds, MemberReader
 from shared.extract.streams import Scope, StreamPlan
 from shared.extract.view import line_id, parse
 from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient, decode_body
-from shared.storage.blobs import StagedJsonl, read_lines
+from shared.storage.blobs import StagedJsonl, encode_line, read_lines
 from shared.storage.tables import RunCounts
 
 
@@ -134,12 +134,15 @@ class ViewMerge:
             else None
         )
         is_groups = self.plan.name == "groups"
-        seen: set[str] = set()
+        include = self.scope.include
+        seen: set[str] = set()  # ids of the previous view that matter below (changed, or in the include set)
 
         async for line in read_lines(container, previous_blob):
             object_id = line_id(line)
-            seen.add(object_id)
+            if object_id in own.objects or (include is not None and object_id in include):
+                seen.add(object_id)
             if object_id in own.removed or not self.scope.keeps_id(object_id):
+                counts.removed += 1
                 continue
             adds = own.member_adds.get(object_id) if is_groups else None
             removes = own.member_removes.get(object_id) if is_groups else None
@@ -170,22 +173,26 @@ class ViewMerge:
             )
             if obj is not None:
                 if not self.scope.keeps(obj):
+                    counts.removed += 1
                     continue
                 record = self.mapper.record(obj, members=members, member_of=member_of)
             else:
                 record = self.mapper.with_memberships(previous, members=members, member_of=member_of)
-            await writer.write(record)
+            encoded = encode_line(record)
+            if encoded.rstrip(b"\n") != line.rstrip(b"\n"):
+                counts.changed += 1
+            await writer.write_line(encoded)
 
         # Objects that join the view.
         joining = [obj for oid, obj in own.objects.items() if oid not in seen and self.scope.keeps(obj)]
-        if self.scope.include is not None and not is_groups:
+        if include is not None and not is_groups:
             known = seen | set(own.objects) | own.removed
-            missing = [oid for oid in self.scope.include if oid not in known and self.scope.keeps_id(oid)]
+            missing = [oid for oid in include if oid not in known and self.scope.keeps_id(oid)]
             joining.extend(o for o in await self._fetch_objects(missing) if self.scope.keeps(o))
-        members_of_new: dict[str, list[str] | None] = {}
+        members_of_new: dict[str, MemberIds | None] = {}
         if is_groups and self.mapper.needs_members and joining:
             members_of_new = await self.reader.members(o["id"] for o in joining)
-        parents_of_new: dict[str, list[str] | None] = {}
+        parents_of_new: dict[str, MemberIds | None] = {}
         if self.mapper.needs_member_of and joining:
             parents_of_new = await self.reader.member_of(
                 [o["id"] for o in joining], collection=self.plan.collection
@@ -194,6 +201,7 @@ class ViewMerge:
             oid = obj["id"]
             if is_groups and self.mapper.needs_members and members_of_new.get(oid) is None:
                 continue  # vanished meanwhile
+            counts.changed += 1
             await writer.write(
                 self.mapper.record(
                     obj,

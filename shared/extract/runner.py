@@ -29,6 +29,7 @@ from shared.extract.members import MemberReader
 from shared.extract.streams import Scope, StreamPlan, membership_groups
 from shared.graph.client import GraphClient
 from shared.graph.errors import DeltaTokenExpired, GraphError
+from shared.graph.retry import RetryPolicy
 from shared.services import Services
 from shared.storage import blobs
 from shared.storage.lease import TaskLease
@@ -148,6 +149,7 @@ class TaskRun:
             self.connector.graph_root,
             self.services.tokens(self.connector),
             verify=self.services.graph_verify(),
+            policy=RetryPolicy(backoff_base_s=settings.graph_backoff_s),
             deadline=time.monotonic() + settings.run_deadline_s,
         )
         try:
@@ -267,15 +269,18 @@ class TaskRun:
         for name, stream in streams.items():
             await stream.writer.commit()
             files[name] = stream.writer.name
-            previous = {}
-            if self.state.view is not None and name in self.state.view.files:
-                previous = await view.digests(self.services.extracts, self.state.view.files[name])
-            records, changed, removed = await view.compare(
-                self.services.extracts, stream.writer.name, previous
-            )
-            stream.counts.written = records
-            stream.counts.changed = changed
-            stream.counts.removed = removed
+            if record.mode == "full":
+                # A full read comes in Graph's order: compare with the previous view by id. (An incremental
+                # run counted its changes while it merged.)
+                previous = {}
+                if self.state.view is not None and name in self.state.view.files:
+                    previous = await view.digests(self.services.extracts, self.state.view.files[name])
+                records, changed, removed = await view.compare(
+                    self.services.extracts, stream.writer.name, previous
+                )
+                stream.counts.written = records
+                stream.counts.changed = changed
+                stream.counts.removed = removed
         record.counts = {name: s.counts for name, s in streams.items()}
         record.files = files
         committed_at = datetime.now(UTC)

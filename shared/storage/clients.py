@@ -17,6 +17,17 @@ from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy, Text
 from shared.settings import Settings
 
 
+class Base64QueueService(QueueServiceClient):
+    """A queue service whose queue clients read and write messages as base64, as the Functions host does
+    (host.json ``messageEncoding``). The SDK does not hand a service client's message policies down to
+    the queue clients it makes, so they are given here."""
+
+    def get_queue_client(self, queue, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("message_encode_policy", TextBase64EncodePolicy())
+        kwargs.setdefault("message_decode_policy", TextBase64DecodePolicy())
+        return super().get_queue_client(queue, **kwargs)
+
+
 @dataclass
 class StorageClients:
     settings: Settings
@@ -28,23 +39,21 @@ class StorageClients:
 
     @cached_property
     def blobs(self) -> BlobServiceClient:
+        # Reads stream in 4 MiB ranges (the SDK's default first read is 32 MiB, held in memory at once).
+        options = {"max_single_get_size": 4 * 1024 * 1024, "max_chunk_get_size": 4 * 1024 * 1024}
         if self.settings.storage_connection:
-            return BlobServiceClient.from_connection_string(self.settings.storage_connection)
+            return BlobServiceClient.from_connection_string(self.settings.storage_connection, **options)
         return BlobServiceClient(
-            self._require(self.settings.blob_service_uri, "blob"), credential=self._credential()
+            self._require(self.settings.blob_service_uri, "blob"), credential=self._credential(), **options
         )
 
     @cached_property
     def queues(self) -> QueueServiceClient:
         # The Functions host reads and writes queue messages as base64 (host.json messageEncoding).
-        options = {
-            "message_encode_policy": TextBase64EncodePolicy(),
-            "message_decode_policy": TextBase64DecodePolicy(),
-        }
         if self.settings.storage_connection:
-            return QueueServiceClient.from_connection_string(self.settings.storage_connection, **options)
-        return QueueServiceClient(
-            self._require(self.settings.queue_service_uri, "queue"), credential=self._credential(), **options
+            return Base64QueueService.from_connection_string(self.settings.storage_connection)
+        return Base64QueueService(
+            self._require(self.settings.queue_service_uri, "queue"), credential=self._credential()
         )
 
     @cached_property
