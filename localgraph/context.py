@@ -18,7 +18,7 @@ from localgraph.tenant import Tenant
 
 @dataclass
 class GraphSettings:
-    """Behaviour knobs. All can be changed at run time through the control API (``PATCH /_control/settings``)."""
+    """Behaviour knobs, all changeable at run time through the control API (``PATCH /_control/settings``)."""
 
     latency_ms: float = 0.0  # added to every Graph HTTP response (a $batch pays it once)
     latency_jitter_ms: float = 0.0
@@ -70,8 +70,9 @@ class GraphSettings:
 
     # Lower bounds of numeric settings (others: 0).
     _MINIMUM: ClassVar[dict[str, float]] = {
-        "token_lifetime_s": 1, "default_page_size": 1, "max_page_size": 1, "sign_in_activity_max_page_size": 1,
-        "delta_page_size": 1, "delta_member_slice": 1, "intune_page_size": 1, "resource_unit_window_s": 0.001,
+        "token_lifetime_s": 1, "default_page_size": 1, "max_page_size": 1,
+        "sign_in_activity_max_page_size": 1, "delta_page_size": 1, "delta_member_slice": 1,
+        "intune_page_size": 1, "resource_unit_window_s": 0.001,
         "filter_scan_per_page": 1,
     }  # fmt: skip
 

@@ -29,8 +29,9 @@ FIRST_NAMES = [
 LAST_NAMES = [
     "Vance", "Wilber", "Deyoung", "Salvaggio", "Cline", "Braun", "Gonzalez", "Holt", "Lambert", "Mittal",
     "O'Brien", "D'Angelo", "O'Neill", "Müller", "Ångström", "Øvergaard", "Çelik", "Nuñez", "Kowalski",
-    "Sánchez", "Virtanen", "Järvinen", "Dubois", "Lefèvre", "Nakamura", "Zhang", "Smith-Jones", "van der Berg",
-    "Nguyen", "Hernández", "Kristiansen", "Łęcki", "Østby", "MacDonald", "Fitzgerald", "Papadopoulos",
+    "Sánchez", "Virtanen", "Järvinen", "Dubois", "Lefèvre", "Nakamura", "Zhang", "Smith-Jones",
+    "van der Berg", "Nguyen", "Hernández", "Kristiansen", "Łęcki", "Østby", "MacDonald", "Fitzgerald",
+    "Papadopoulos",
 ]  # fmt: skip
 DEPARTMENTS = [
     "Sales", "Marketing", "Finance", "Human Resources", "IT-Service", "IT-Infrastructure", "Legal",
@@ -58,6 +59,8 @@ GROUP_TOPICS = [
     "Onboarding", "Équipe Montréal", "Zürich Office", "O'Hare Logistics", "Kraków Dev", "Board", "Interns",
 ]  # fmt: skip
 EXTENSION_NAMES = ("costCenter", "employeeClass")
+STREETS = ["Main", "Harbour", "Station", "Church"]
+CORP_DN = "DC=corp,DC=contoso,DC=example"
 GROUP_KINDS = ("security", "m365", "mailsecurity", "distribution")
 
 
@@ -90,6 +93,11 @@ def _uuid(rng: random.Random) -> str:
 def _ascii(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return "".join(ch for ch in folded.lower() if ch.isalnum() or ch in "'-")
+
+
+def _sid(rng: random.Random, relative_id: int) -> str:
+    """An on-premises AD security identifier (domain SID plus a relative id)."""
+    return f"S-1-5-21-{rng.randrange(10**9)}-{rng.randrange(10**9)}-{relative_id}"
 
 
 def _timestamp(rng: random.Random, start: datetime, days: int) -> str:
@@ -144,6 +152,13 @@ def _build(shape: TenantShape) -> Tenant:
     return tenant
 
 
+def _create_undated(tenant: Tenant, kind: str, props: dict) -> None:
+    """Create an object of a type without ``createdDateTime`` in v1.0 (device, servicePrincipal,
+    orgContact): the store stamps one with the current time, which would make the generated tenant
+    depend on the clock and carry a property Graph does not have."""
+    tenant.create(kind, props).props.pop("createdDateTime", None)
+
+
 def _applications(tenant: Tenant, rng: random.Random, count: int):
     extension_app = None
     for index in range(max(1, count)):
@@ -160,7 +175,8 @@ def _applications(tenant: Tenant, rng: random.Random, count: int):
                 "tags": [],
             },
         )
-        tenant.create(
+        _create_undated(
+            tenant,
             "servicePrincipal",
             {
                 "id": _uuid(rng),
@@ -219,7 +235,11 @@ def _users(tenant, rng, shape: TenantShape, epoch, extension_names) -> list[str]
                     "externalUserState": rng.choice(["Accepted", "Accepted", "PendingAcceptance"]),
                     "otherMails": [mail],
                     "identities": [
-                        {"signInType": "userPrincipalName", "issuer": external_domain, "issuerAssignedId": mail}
+                        {
+                            "signInType": "userPrincipalName",
+                            "issuer": external_domain,
+                            "issuerAssignedId": mail,
+                        }
                     ],
                 }
             )
@@ -240,16 +260,22 @@ def _users(tenant, rng, shape: TenantShape, epoch, extension_names) -> list[str]
                     "state": state,
                     "usageLocation": usage,
                     "postalCode": f"{rng.randrange(10000, 99999)}",
-                    "streetAddress": f"{rng.choice(['Main', 'Harbour', 'Station', 'Church'])} Street {index % 97 + 1}",
+                    "streetAddress": f"{rng.choice(STREETS)} Street {index % 97 + 1}",
                     "preferredLanguage": rng.choice(["en-US", "fi-FI", "sv-SE", "de-DE"]),
                     "employeeId": f"E{index:07d}",
                     "employeeType": rng.choice(["Employee", "Employee", "Contractor"]),
                     "employeeHireDate": _timestamp(rng, epoch, 2000)[:10] + "T00:00:00Z",
-                    "proxyAddresses": [f"SMTP:{nickname}@contoso.example", f"smtp:{nickname}@{tenant.domain}"],
+                    "proxyAddresses": [
+                        f"SMTP:{nickname}@contoso.example",
+                        f"smtp:{nickname}@{tenant.domain}",
+                    ],
                     "identities": [
                         {"signInType": "userPrincipalName", "issuer": tenant.domain, "issuerAssignedId": upn}
                     ],
-                    "employeeOrgData": {"division": department.split("-")[0], "costCenter": f"CC{rng.randrange(100, 999)}"},
+                    "employeeOrgData": {
+                        "division": department.split("-")[0],
+                        "costCenter": f"CC{rng.randrange(100, 999)}",
+                    },
                 }
             )
             if rng.random() < 0.6:
@@ -278,8 +304,8 @@ def _users(tenant, rng, shape: TenantShape, epoch, extension_names) -> list[str]
                     "onPremisesSamAccountName": sam,
                     "onPremisesUserPrincipalName": f"{nickname}@corp.contoso.example",
                     "onPremisesDomainName": "corp.contoso.example",
-                    "onPremisesDistinguishedName": f"CN={first} {last},OU={department},DC=corp,DC=contoso,DC=example",
-                    "onPremisesSecurityIdentifier": f"S-1-5-21-{rng.randrange(10**9)}-{rng.randrange(10**9)}-{1000 + index}",
+                    "onPremisesDistinguishedName": f"CN={first} {last},OU={department},{CORP_DN}",
+                    "onPremisesSecurityIdentifier": _sid(rng, 1000 + index),
                     "onPremisesLastSyncDateTime": _timestamp(rng, epoch + timedelta(days=2100), 30),
                 }
             )
@@ -307,9 +333,14 @@ def _groups(tenant, rng, shape: TenantShape, epoch) -> list[str]:
     count = shape.group_count()
     for index in range(count):
         topic = rng.choice(GROUP_TOPICS)
-        kind = "security" if index < 3 else rng.choice(["security", "security", "m365", "mailsecurity", "distribution"])
+        kind = (
+            "security"
+            if index < 3
+            else rng.choice(["security", "security", "m365", "mailsecurity", "distribution"])
+        )
         if 3 <= index < 3 + len(GROUP_KINDS):
-            kind = GROUP_KINDS[index - 3]  # every kind exists, however small the tenant (the draw above stays)
+            # Every kind exists, however small the tenant (the draw above stays, so later draws do not move).
+            kind = GROUP_KINDS[index - 3]
         if index == 0:
             name = "All Staff"
         elif index < 3:
@@ -342,7 +373,7 @@ def _groups(tenant, rng, shape: TenantShape, epoch) -> list[str]:
                 {
                     "onPremisesSyncEnabled": True,
                     "onPremisesSamAccountName": nickname[:20],
-                    "onPremisesSecurityIdentifier": f"S-1-5-21-{rng.randrange(10**9)}-{rng.randrange(10**9)}-{5000 + index}",
+                    "onPremisesSecurityIdentifier": _sid(rng, 5000 + index),
                     "onPremisesLastSyncDateTime": _timestamp(rng, epoch + timedelta(days=2100), 30),
                     "securityIdentifier": f"S-1-12-1-{rng.randrange(10**9)}-{rng.randrange(10**9)}",
                 }
@@ -369,7 +400,11 @@ def _memberships(tenant: Tenant, rng, shape: TenantShape, user_ids, group_ids) -
 
     employees = [uid for uid in user_ids if tenant.objects[uid].props.get("userType") == "Member"]
     added = 0
-    large = [employees, rng.sample(user_ids, len(user_ids) * 3 // 10), rng.sample(user_ids, len(user_ids) // 10)]
+    large = [
+        employees,
+        rng.sample(user_ids, len(user_ids) * 3 // 10),
+        rng.sample(user_ids, len(user_ids) // 10),
+    ]
     for group_id, chosen in zip(group_ids[:3], large, strict=False):
         for member_id in chosen:
             added += add(group_id, member_id)
@@ -393,23 +428,30 @@ def _memberships(tenant: Tenant, rng, shape: TenantShape, user_ids, group_ids) -
     if rest and remaining and user_ids:
         weights = [math.exp(rng.gauss(0, 1.2)) for _ in rest]
         scale = remaining / sum(weights)
+        # The long tail stays at most half the smallest very large group (a tenth of the users), so the
+        # three large groups are the largest at any size; a small tenant may therefore hold fewer direct
+        # memberships than asked for (at 100,000 users the cap is above nearly all of the tail's sizes).
+        cap = max(1, len(user_ids) // 20)
         for group_id, weight in zip(rest, weights, strict=True):
-            size = min(len(user_ids), max(0, round(weight * scale)))
+            size = min(cap, max(0, round(weight * scale)))
             for member_id in rng.sample(user_ids, size):
                 add(group_id, member_id)
 
 
 def _devices(tenant: Tenant, rng, shape: TenantShape, epoch, user_ids) -> None:
     count = shape.devices if shape.devices is not None else shape.users // 10
-    for index in range(count):
+    for _ in range(count):
         windows = rng.random() < 0.7
-        os_name, version = ("Windows", "10.0.22631.4037") if windows else rng.choice(
-            [("iOS", "17.5.1"), ("Android", "14"), ("MacMDM", "14.5")]
+        os_name, version = (
+            ("Windows", "10.0.22631.4037")
+            if windows
+            else rng.choice([("iOS", "17.5.1"), ("Android", "14"), ("MacMDM", "14.5")])
         )
         device_id = _uuid(rng)
         managed = rng.random() < 0.8
         name = f"{'DESKTOP' if windows else 'MOBILE'}-{rng.getrandbits(32):08X}"
-        tenant.create(
+        _create_undated(
+            tenant,
             "device",
             {
                 "id": _uuid(rng),
@@ -422,7 +464,7 @@ def _devices(tenant: Tenant, rng, shape: TenantShape, epoch, user_ids) -> None:
                 "isCompliant": managed and rng.random() > 0.1,
                 "isManaged": managed,
                 "approximateLastSignInDateTime": _timestamp(rng, epoch + timedelta(days=2000), 300),
-                "createdDateTime": _timestamp(rng, epoch, 2000),
+                "registrationDateTime": _timestamp(rng, epoch, 2000),
                 "alternativeSecurityIds": [],
                 "extensionAttributes": {},
             },
@@ -477,7 +519,8 @@ def _devices(tenant: Tenant, rng, shape: TenantShape, epoch, user_ids) -> None:
             }
         apps = [
             {"id": _uuid(rng), "displayName": app, "version": f"{rng.randrange(1, 30)}.{rng.randrange(10)}",
-             "sizeInByte": rng.randrange(10**6, 10**9), "deviceCount": 1, "publisher": publisher, "platform": "windows"}
+             "sizeInByte": rng.randrange(10**6, 10**9), "deviceCount": 1, "publisher": publisher,
+             "platform": "windows"}
             for app, publisher in rng.sample(
                 [("Microsoft Teams", "Microsoft"), ("7-Zip", "Igor Pavlov"), ("Notepad++", "Notepad++ Team"),
                  ("Google Chrome", "Google"), ("Zoom", "Zoom Video Communications")], 2)
@@ -514,7 +557,9 @@ def _intune_details(managed_id: str, os_name: str, name: str, enrolled: str) -> 
         "totalStorageSpaceInBytes": total,
         "physicalMemoryInBytes": 0,  # Intune reports 0 unless the property is selected on a single device
         "isSupervised": False,
-        "managementCertificateExpirationDate": (enrolled_at + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "managementCertificateExpirationDate": (enrolled_at + timedelta(days=365)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
         "managementState": "managed",
         "partnerReportedThreatState": "unknown",
         "imei": f"35{rng.randrange(10**12, 10**13)}" if not windows else "",
@@ -540,7 +585,8 @@ def _contacts(tenant: Tenant, rng, count: int) -> None:
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         nickname = f"{_ascii(first)}{_ascii(last)}{index}".replace("'", "")
         mail = f"{nickname}@supplier.example"
-        tenant.create(
+        _create_undated(
+            tenant,
             "orgContact",
             {
                 "id": _uuid(rng),

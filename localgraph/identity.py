@@ -29,7 +29,9 @@ from localgraph.tenant import AppRegistration, Tenant
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 # Other Microsoft resources every tenant has: the token endpoint issues tokens for them (as Entra does), and
 # Graph refuses them (401), which is how a client that asked for the wrong scope finds out.
-OTHER_RESOURCES = frozenset({"https://management.azure.com", "https://vault.azure.net", "https://storage.azure.com"})
+OTHER_RESOURCES = frozenset(
+    {"https://management.azure.com", "https://vault.azure.net", "https://storage.azure.com"}
+)
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLOCK_SKEW_S = 300
 
@@ -63,7 +65,7 @@ class TokenError(Exception):
 def register_certificate(app: AppRegistration, cert: x509.Certificate) -> None:
     from cryptography.hazmat.primitives import hashes
 
-    thumbprint = cert.fingerprint(hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition
+    thumbprint = cert.fingerprint(hashes.SHA1())
     app.cert_thumbprints_sha1.append(thumbprint)
     app.cert_public_keys[thumbprint] = cert.public_key()
     app.cert_public_keys[cert.fingerprint(hashes.SHA256())] = cert.public_key()
@@ -88,7 +90,11 @@ class TokenService:
         tid = self.tenant.tenant_id
         return {
             "token_endpoint": f"{origin}/{tenant}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
             "jwks_uri": f"{origin}/{tenant}/discovery/v2.0/keys",
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
@@ -117,17 +123,32 @@ class TokenService:
             raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
             return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-        return {"keys": [{"kty": "RSA", "use": "sig", "kid": self.kid, "n": b64(numbers.n), "e": b64(numbers.e)}]}
+        return {
+            "keys": [{"kty": "RSA", "use": "sig", "kid": self.kid, "n": b64(numbers.n), "e": b64(numbers.e)}]
+        }
 
     # ----------------------------------------------------------------------------------------------
-    def issue(self, tenant: str, form_body: bytes, token_endpoint: str, graph_origins: set[str]) -> dict[str, Any]:
+    def issue(
+        self, tenant: str, form_body: bytes, token_endpoint: str, graph_origins: set[str]
+    ) -> dict[str, Any]:
         """Handle a token request; returns the success body or raises :class:`TokenError`."""
         if not self.known_tenant(tenant):
-            raise TokenError(400, "invalid_request", 90002, f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
+            raise TokenError(
+                400,
+                "invalid_request",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
+                "signing into the correct cloud.",
+            )
         form = dict(parse_qsl(form_body.decode("utf-8", "replace"), keep_blank_values=True))
         grant = form.get("grant_type")
         if grant != "client_credentials":
-            raise TokenError(400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'.")
+            raise TokenError(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{grant}'.",
+            )
         client_id = (form.get("client_id") or "").lower()
         app = self.tenant.apps.get(client_id)
         if app is None:
@@ -149,15 +170,17 @@ class TokenService:
                     401,
                     "invalid_client",
                     7000215,
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                    f"secret value, not the client secret ID, for a secret added to app '{app.client_id}'.",
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the "
+                    "client secret value, not the client secret ID, for a secret added to app "
+                    f"'{app.client_id}'.",
                 )
         else:
             raise TokenError(
                 401,
                 "invalid_client",
                 7000218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                "The request body must contain the following parameter: 'client_assertion' or "
+                "'client_secret'.",
             )
         lifetime = int(self._lifetime())
         now = int(time.time())
@@ -178,7 +201,12 @@ class TokenService:
             "ver": "1.0",
         }
         token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
-        return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
+        return {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": token,
+        }
 
     def _resource(self, scope: str, graph_origins: set[str]) -> str:
         scopes = scope.split()
@@ -190,14 +218,15 @@ class TokenService:
                 400,
                 "invalid_resource",
                 500011,
-                f"The resource principal named {resource} was not found in the tenant named {self.tenant.domain}.",
+                f"The resource principal named {resource} was not found in the tenant named "
+                f"{self.tenant.domain}.",
             )
         raise TokenError(
             400,
             "invalid_scope",
             1002012,
-            f"The provided value for scope {scope} is not valid. Client credential flows must have a scope value "
-            "with /.default suffixed to the resource identifier (application ID URI).",
+            f"The provided value for scope {scope} is not valid. Client credential flows must have a scope "
+            "value with /.default suffixed to the resource identifier (application ID URI).",
         )
 
     def _check_assertion(self, app: AppRegistration, form: dict[str, str], token_endpoint: str) -> None:
@@ -207,7 +236,9 @@ class TokenService:
         try:
             header = jwt.get_unverified_header(assertion)
         except jwt.PyJWTError as exc:
-            raise TokenError(401, "invalid_client", 50027, f"JWT token is invalid or malformed. {exc}") from None
+            raise TokenError(
+                401, "invalid_client", 50027, f"JWT token is invalid or malformed. {exc}"
+            ) from None
         key = None
         for name in ("x5t#S256", "x5t"):
             if name in header:
@@ -237,7 +268,9 @@ class TokenService:
                 leeway=CLOCK_SKEW_S,
             )
         except jwt.ExpiredSignatureError:
-            raise TokenError(401, "invalid_client", 700024, "Client assertion is not within its valid time range.") from None
+            raise TokenError(
+                401, "invalid_client", 700024, "Client assertion is not within its valid time range."
+            ) from None
         except jwt.InvalidAudienceError:
             raise TokenError(
                 401,
@@ -246,9 +279,13 @@ class TokenService:
                 f"Invalid JWT token. Token audience is not valid; expected '{token_endpoint}'.",
             ) from None
         except jwt.InvalidSignatureError:
-            raise TokenError(401, "invalid_client", 700027, "Client assertion failed signature validation.") from None
+            raise TokenError(
+                401, "invalid_client", 700027, "Client assertion failed signature validation."
+            ) from None
         except jwt.PyJWTError as exc:
-            raise TokenError(401, "invalid_client", 50027, f"JWT token is invalid or malformed. {exc}") from None
+            raise TokenError(
+                401, "invalid_client", 50027, f"JWT token is invalid or malformed. {exc}"
+            ) from None
         if claims.get("iss", "").lower() != app.client_id or claims.get("sub", "").lower() != app.client_id:
             raise TokenError(
                 401, "invalid_client", 700023, "Client assertion audience claim does not match Realm issuer."
@@ -261,7 +298,11 @@ class TokenService:
             "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
             'oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'
         }
-        if not authorization or not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
+        if (
+            not authorization
+            or not authorization.lower().startswith("bearer ")
+            or not authorization[7:].strip()
+        ):
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.", headers=challenge)
         token = authorization[7:].strip()
         try:
@@ -272,7 +313,9 @@ class TokenService:
                 options={"verify_aud": False, "require": ["exp", "aud", "tid"]},
             )
         except jwt.ExpiredSignatureError:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token has expired.", headers=challenge) from None
+            raise GraphError(
+                401, "InvalidAuthenticationToken", "Access token has expired.", headers=challenge
+            ) from None
         except jwt.InvalidSignatureError:
             raise GraphError(
                 401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge
@@ -290,8 +333,13 @@ class TokenService:
             ) from None
         if claims["aud"] not in graph_origins and claims["aud"] != GRAPH_RESOURCE:
             raise GraphError(
-                401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.", headers=challenge
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+                headers=challenge,
             )
         if claims["tid"] != self.tenant.tenant_id:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge)
+            raise GraphError(
+                401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge
+            )
         return Caller(client_id=claims.get("appid", ""), roles=frozenset(claims.get("roles", ())))

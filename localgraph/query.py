@@ -66,10 +66,11 @@ FILTERABLE: dict[str, dict[str, tuple[str, str]]] = {
         "signInActivity": ("eq ge le gt lt", "ne not"),
         "onPremisesSecurityIdentifier": ("eq", "ne not"), "securityIdentifier": ("eq", "ne not"),
         **{name: _ADVANCED_ONLY for name in (
-            "companyName", "employeeType", "employeeHireDate", "employeeOrgData", "mobilePhone", "officeLocation",
-            "onPremisesExtensionAttributes", "onPremisesImmutableId", "onPremisesSamAccountName",
-            "onPremisesUserPrincipalName", "onPremisesDistinguishedName", "onPremisesDomainName", "postalCode",
-            "preferredLanguage", "showInAddressList", "streetAddress", "passwordPolicies", "ageGroup",
+            "companyName", "employeeType", "employeeHireDate", "employeeOrgData", "mobilePhone",
+            "officeLocation", "onPremisesExtensionAttributes", "onPremisesImmutableId",
+            "onPremisesSamAccountName", "onPremisesUserPrincipalName", "onPremisesDistinguishedName",
+            "onPremisesDomainName", "postalCode", "preferredLanguage", "showInAddressList", "streetAddress",
+            "passwordPolicies", "ageGroup",
             "faxNumber", "employeeLeaveDateTime", "onPremisesLastSyncDateTime",
         )},
     },
@@ -150,12 +151,13 @@ def parse_list_query(
     if "$expand" in query:
         parsed.expand = parse_expand(query["$expand"], kinds)
         if advanced:
-            raise unsupported_query("$expand is not supported with advanced queries.")  # "not currently supported"
+            # GRAPH.md 2: "$expand is not currently supported with advanced queries" (exact error unknown).
+            raise unsupported_query("$expand is not supported with advanced queries.")
     if "$search" in query:
         if not req.eventual:
             raise unsupported_query(
-                "Request with $search query parameter only works through MSGraph with a special request header: "
-                "'ConsistencyLevel: eventual'"
+                "Request with $search query parameter only works through MSGraph with a special request "
+                "header: 'ConsistencyLevel: eventual'"
             )
         try:
             parsed.search = odata.parse_search(query["$search"])
@@ -188,7 +190,9 @@ def _top(raw: str | None, default_top: int, max_top: int, select, filter_text) -
         raise bad_request(f"Invalid page size specified: '{raw}'. Must be between 1 and {max_top} inclusive.",
                           code="Request_UnsupportedQuery") from None  # fmt: skip
     if not 1 <= top <= max_top:
-        raise unsupported_query(f"Invalid page size specified: '{raw}'. Must be between 1 and {max_top} inclusive.")
+        raise unsupported_query(
+            f"Invalid page size specified: '{raw}'. Must be between 1 and {max_top} inclusive."
+        )
     return top
 
 
@@ -288,38 +292,45 @@ def check_filter_support(
         )
     if "signInActivity" in features.properties and len(features.properties) > 1:
         raise unsupported_query("signInActivity filter cannot be combined with other filterable properties.")
+    resource = _RESOURCE_NAMES.get(kinds[0], kinds[0]) if len(kinds) == 1 else "DirectoryObject"
     for prop, ops in sorted(features.property_operators.items()):
+        # A relationship lists several kinds: a property filters the kinds that have it (others do not match).
+        default_ops: set[str] = set()
+        all_ops: set[str] = set()
         for kind in kinds:
-            table = FILTERABLE.get(kind)
-            if table is None:
-                default, extra = _GENERIC
-            elif prop in table:
-                default, extra = table[prop]
-            elif prop.startswith("extension_") and kind in ("user", "group"):
-                default, extra = ("eq in", "ne not eqNull neNull startsWith")
-            else:
-                resource = _RESOURCE_NAMES.get(kind, kind)
-                raise unsupported_query(
-                    f"Unsupported or invalid query filter clause specified for property '{prop}' of resource "
-                    f"'{resource}'."
-                )
-            default_ops, advanced_ops = set(default.split()), set(extra.split())
-            wanted = set(ops) - {"and", "or"}
-            unsupported = wanted - default_ops - advanced_ops
-            if unsupported:
-                resource = _RESOURCE_NAMES.get(kind, kind)
-                raise unsupported_query(
-                    f"Unsupported or invalid query filter clause specified for property '{prop}' of resource "
-                    f"'{resource}'."
-                )
-            if not advanced and wanted - default_ops:
-                raise _missing_advanced(sorted(wanted - default_ops), prop, kind)
+            support = _filter_support(kind, prop)
+            if support is not None:
+                default_ops.update(support[0])
+                all_ops.update(support[0] | support[1])
+        wanted = set(ops) - {"and", "or"}
+        if not all_ops or wanted - all_ops:
+            raise unsupported_query(
+                f"Unsupported or invalid query filter clause specified for property '{prop}' of resource "
+                f"'{resource}'."
+            )
+        if not advanced and wanted - default_ops:
+            raise _missing_advanced(sorted(wanted - default_ops), prop, resource)
 
 
-def _missing_advanced(ops: list[str], prop: str, kind: str) -> GraphError:
+def _filter_support(kind: str, prop: str) -> tuple[set[str], set[str]] | None:
+    """(default operators, operators with advanced parameters) for ``prop`` of ``kind``; None: no $filter."""
+    table = FILTERABLE.get(kind)
+    if table is None:
+        default, extra = _GENERIC
+    elif prop in table:
+        default, extra = table[prop]
+    elif prop.startswith("extension_") and kind in ("user", "group"):
+        default, extra = ("eq in", "ne not eqNull neNull startsWith")
+    else:
+        return None
+    return set(default.split()), set(extra.split())
+
+
+def _missing_advanced(ops: list[str], prop: str, resource: str) -> GraphError:
     if "endsWith" in ops:
         return unsupported_query(
-            "Operator 'endsWith' is not supported because the required parameters might be missing. " + ADVANCED_HINT
+            "Operator 'endsWith' is not supported because the required parameters might be missing. "
+            + ADVANCED_HINT
         )
     if "ne" in ops:
         return unsupported_query("Filter operator 'NotEqualsMatch' is not supported.")
@@ -327,11 +338,12 @@ def _missing_advanced(ops: list[str], prop: str, kind: str) -> GraphError:
         return unsupported_query("Filter operator 'Not' is not supported.")
     if "count" in ops:
         return unsupported_query(
-            "Operator '$count' is not supported because the required parameters might be missing. " + ADVANCED_HINT
+            "Operator '$count' is not supported because the required parameters might be missing. "
+            + ADVANCED_HINT
         )
-    resource = _RESOURCE_NAMES.get(kind, kind)
     return unsupported_query(
-        f"Unsupported or invalid query filter clause specified for property '{prop}' of resource '{resource}'."
+        f"Unsupported or invalid query filter clause specified for property '{prop}' of resource "
+        f"'{resource}'."
     )
 
 
@@ -343,6 +355,8 @@ _EXTENSION_ATTRIBUTES = tuple(f"extensionAttribute{n}" for n in range(1, 16))
 # projection never returns null where the metadata says a value is required.
 SERVER_DEFAULTS: dict[tuple[str, str], Any] = {
     ("user", "deviceEnrollmentLimit"): 5,
+    ("user", "birthday"): "0001-01-01T00:00:00Z",  # single-user-only; Graph shows the minimum date
+    ("user", "hireDate"): "0001-01-01T00:00:00Z",
     ("application", "oauth2RequirePostResponse"): False,
     ("servicePrincipal", "appRoleAssignmentRequired"): False,
 }
@@ -355,7 +369,9 @@ def project(obj: DirObject, select: list[str] | None, *, with_type: bool = False
     for the few non-nullable ones); ``onPremisesExtensionAttributes`` always has its 15 keys; unset
     extension properties are omitted; stream properties (``application.logo``) are never in JSON bodies.
     """
-    return project_props(obj.kind, obj.id, obj.props, select, odata_type=obj.odata_type if with_type else None)
+    return project_props(
+        obj.kind, obj.id, obj.props, select, odata_type=obj.odata_type if with_type else None
+    )
 
 
 def project_props(

@@ -8,13 +8,13 @@ page scans a bounded slice of the directory, so a selective filter can give page
 
 from __future__ import annotations
 
-import heapq
 import uuid
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from localgraph import schema
 from localgraph.context import ServerContext, expired_page_token
 from localgraph.errors import GraphError, bad_request, not_found
 from localgraph.query import (
@@ -27,13 +27,14 @@ from localgraph.query import (
     project_props,
     sort_key,
 )
-from localgraph import schema
 from localgraph.routing import GraphRequest, GraphResponse, Router
 from localgraph.tenant import COLLECTIONS, KIND_TO_COLLECTION, DirObject
 from shared.graph import odata
 
 router = Router()
-ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+ODATA_JSON = (
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+)
 
 
 def next_link(req: GraphRequest, token: str) -> str:
@@ -103,16 +104,23 @@ def _sorted(query: ListQuery, objects: Iterable[DirObject]) -> list[DirObject]:
     return result
 
 
+def _uses_sign_in_activity(ctx: ServerContext, req: GraphRequest) -> bool:
+    """Whether a users request selects or filters on signInActivity, which needs an Entra ID P1/P2
+    licence (403 otherwise) and allows pages of 500 at most [GRAPH.md sections 1, 6, 8]."""
+    if "signInActivity" not in req.query.get("$select", "") + req.query.get("$filter", ""):
+        return False
+    if not ctx.settings.premium_licence:
+        raise GraphError(
+            403,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+            "Neither tenant is B2C or tenant doesn't have premium license",
+        )
+    return True
+
+
 def _top_level_list(ctx: ServerContext, req: GraphRequest, kind: str) -> GraphResponse:
     max_top = ctx.settings.max_page_size
-    select_text = req.query.get("$select", "") + req.query.get("$filter", "")
-    if kind == "user" and "signInActivity" in select_text:
-        if not ctx.settings.premium_licence:
-            raise GraphError(
-                403,
-                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-                "Neither tenant is B2C or tenant doesn't have premium license",
-            )
+    if kind == "user" and _uses_sign_in_activity(ctx, req):
         max_top = ctx.settings.sign_in_activity_max_page_size
     query = _parse_page_query(req, [kind], default_top=ctx.settings.default_page_size, max_top=max_top)
     tenant = ctx.tenant
@@ -193,7 +201,8 @@ def _expand_into(ctx: ServerContext, obj: DirObject, name: str, nested, item: di
         reports = _direct_reports(ctx, obj.id)
         item["directReports"] = [project(u, nested, with_type=True) for u in reports[:20]]
     elif name == "owners":
-        item["owners"] = [project(tenant.objects[o], nested, with_type=True) for o in tenant.owners.get(obj.id, {})]
+        owners = (_live(ctx, o) for o in tenant.owners.get(obj.id, {}))
+        item["owners"] = [project(o, nested, with_type=True) for o in owners if o is not None]
 
 
 def _count_response(ctx: ServerContext, req: GraphRequest, kinds: list[str], objects: Iterable[DirObject]):
@@ -221,6 +230,8 @@ def _register_collection(collection: str, kind: str) -> None:
         for name in req.query:
             if name.startswith("$") and name not in ("$select", "$expand"):
                 raise bad_request(f"Query option '{name}' is not allowed.", code="BadRequest")
+        if kind == "user":
+            _uses_sign_in_activity(ctx, req)
         select = parse_select(req.query.get("$select"), [kind], collection=False)
         body = {"@odata.context": context_url(req.base_url, collection, select, entity=True)}
         body.update(project(obj, select))
@@ -236,9 +247,10 @@ for _collection, _kind in COLLECTIONS.items():
 
 # ---------------------------------------------------------------------------------------- relationships
 
-_CASTS = {"microsoft.graph.user": "user", "microsoft.graph.group": "group", "microsoft.graph.device": "device",
-          "microsoft.graph.orgContact": "orgContact", "microsoft.graph.servicePrincipal": "servicePrincipal",
-          "microsoft.graph.application": "application"}  # fmt: skip
+_CASTS = {
+    f"microsoft.graph.{kind}": kind
+    for kind in ("user", "group", "device", "orgContact", "servicePrincipal", "application")
+}
 _MEMBER_KINDS = ["user", "group", "device", "orgContact", "servicePrincipal"]
 
 
@@ -257,7 +269,11 @@ def _relationship(
         req, kinds, default_top=ctx.settings.default_page_size, max_top=ctx.settings.max_page_size,
         relationship=True,
     )  # fmt: skip
-    if cast is not None and query.advanced is False and len(req.query.keys() - {"$skiptoken", "$top", "$select"}):
+    if (
+        cast is not None
+        and query.advanced is False
+        and len(req.query.keys() - {"$skiptoken", "$top", "$select"})
+    ):
         raise GraphError(400, "Request_UnsupportedQuery", "The specified query is not supported. OData cast "
                          "with other query parameters requires advanced query parameters.")  # fmt: skip
 
@@ -291,12 +307,17 @@ def _register_relationship(owner_collection: str, owner_kind: str, name: str, so
 _register_relationship("groups", "group", "members", lambda c, i: c.tenant.group_members(i))
 _register_relationship("groups", "group", "transitiveMembers", lambda c, i: c.tenant.transitive_members(i))
 _register_relationship(
-    "groups", "group", "owners", lambda c, i: [o for o in map(partial(_live, c), c.tenant.owners.get(i, {})) if o]
+    "groups",
+    "group",
+    "owners",
+    lambda c, i: [o for o in map(partial(_live, c), c.tenant.owners.get(i, {})) if o],
 )
 for _collection, _kind in COLLECTIONS.items():
     if _kind in ("user", "group", "device", "orgContact", "servicePrincipal"):
         _register_relationship(_collection, _kind, "memberOf", lambda c, i: c.tenant.groups_of(i))
-        _register_relationship(_collection, _kind, "transitiveMemberOf", lambda c, i: c.tenant.transitive_groups_of(i))
+        _register_relationship(
+            _collection, _kind, "transitiveMemberOf", lambda c, i: c.tenant.transitive_groups_of(i)
+        )
 _register_relationship("users", "user", "directReports", _direct_reports)
 
 
@@ -316,7 +337,9 @@ def get_manager(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse
 def get_directory_object(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     obj = ctx.tenant.get(id)
     body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
-    body.update(project(obj, parse_select(req.query.get("$select"), [obj.kind], collection=False), with_type=True))
+    body.update(
+        project(obj, parse_select(req.query.get("$select"), [obj.kind], collection=False), with_type=True)
+    )
     return GraphResponse(200, body, content_type=ODATA_JSON)
 
 
@@ -364,7 +387,8 @@ def _intune_select(req: GraphRequest, kind: str) -> list[str] | None:
     for name in names:
         if name not in declared:
             raise bad_request(
-                f"Could not find a property named '{name}' on type 'microsoft.graph.{kind}'.", code="BadRequest"
+                f"Could not find a property named '{name}' on type 'microsoft.graph.{kind}'.",
+                code="BadRequest",
             )
     return names
 
@@ -392,7 +416,9 @@ def list_managed_devices(ctx: ServerContext, req: GraphRequest) -> GraphResponse
     matching = [d for d in devices if predicate is None or predicate(d.props)]
     page = matching[start : start + top]
     items = [project_props("managedDevice", d.props["id"], d.props, select) for d in page]
-    body: dict[str, Any] = {"@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select)}
+    body: dict[str, Any] = {
+        "@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select)
+    }
     if start + top < len(matching):
         body["@odata.nextLink"] = next_link(req, ctx.page_token(req.path, req.query, start + top))
     body["value"] = items
@@ -410,7 +436,9 @@ def _managed_device(ctx: ServerContext, device_id: str):
 def get_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     device = _managed_device(ctx, id)
     select = _intune_select(req, "managedDevice")
-    body = {"@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select, entity=True)}
+    body = {
+        "@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select, entity=True)
+    }
     body.update(project_props("managedDevice", device.props["id"], device.props, select))
     return GraphResponse(200, body, content_type=ODATA_JSON)
 
@@ -419,7 +447,9 @@ def get_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphR
 def get_windows_protection_state(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     device = _managed_device(ctx, id)
     if device.windows_protection_state is None:
-        raise GraphError(404, "ResourceNotFound", "Resource not found for the segment 'windowsProtectionState'.")
+        raise GraphError(
+            404, "ResourceNotFound", "Resource not found for the segment 'windowsProtectionState'."
+        )
     select = _intune_select(req, "windowsProtectionState")
     suffix = f"({','.join(select)})" if select else ""
     body = {
@@ -451,15 +481,16 @@ def list_organization(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
         "id": tenant.tenant_id,
         "displayName": "Contoso (local Graph)",
         "verifiedDomains": [
-            {"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": i == 0, "isInitial": i == 0,
-             "name": name, "type": "Managed"}
+            {
+                "capabilities": "Email, OfficeCommunicationsOnline",
+                "isDefault": i == 0,
+                "isInitial": i == 0,
+                "name": name,
+                "type": "Managed",
+            }
             for i, name in enumerate(tenant.verified_domains)
-        ],  # fmt: skip
+        ],
         "tenantType": "AAD",
         "countryLetterCode": "FI",
     }
     return GraphResponse(200, {"@odata.context": f"{req.base_url}/$metadata#organization", "value": [org]})
-
-
-def heap_top(objects: Iterable[DirObject], n: int, key) -> list[DirObject]:
-    return heapq.nsmallest(n, objects, key=key)

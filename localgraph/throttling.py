@@ -45,7 +45,11 @@ def request_cost(method: str, template: str, query: dict[str, str]) -> tuple[int
     if template == "/$batch":
         return 0, False
     write = method in WRITE_METHODS and template not in POST_COSTS
-    base = POST_COSTS.get(template, 1) if method == "POST" else (READ_COSTS.get(template, 1) if method == "GET" else 1)
+    base = (
+        POST_COSTS.get(template, 1)
+        if method == "POST"
+        else (READ_COSTS.get(template, 1) if method == "GET" else 1)
+    )
     cost = base
     if "$select" in query:
         cost -= 1
@@ -127,8 +131,11 @@ class Throttle:
             bucket._refill(time.monotonic())
             bucket.capacity, bucket.window_s = float(capacity), float(window)
             bucket.level = min(bucket.level, bucket.capacity)
+            self.closed_until.clear()  # a new budget: Retry-After promises made under the old one lapse
 
-    def admit(self, template: str, cost: int, write: bool, *, with_retry_after: bool, tenant_id: str, app_id: str):
+    def admit(
+        self, template: str, cost: int, write: bool, *, with_retry_after: bool, tenant_id: str, app_id: str
+    ):
         """Take the request's cost or raise 429 as Graph does. Returns headers for the response."""
         self._configure()
         if template.startswith("/deviceManagement"):
@@ -212,7 +219,10 @@ class FaultRule:
         if not isinstance(self.status, int) or not 400 <= self.status <= 599:
             raise ValueError("fault status must be an HTTP error status (400-599)")
         if self.path is not None:
-            re.compile(self.path)  # re.error is a ValueError: reported as a bad rule, not at request time
+            try:
+                re.compile(self.path)  # a bad pattern is a bad rule, not an error at request time
+            except re.error as exc:
+                raise ValueError(f"fault path is not a regular expression: {exc}") from None
         for name in ("count", "every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -246,10 +256,15 @@ class FaultRule:
         if self.status == 429:
             return throttled(
                 self.retry_after,
-                {"x-ms-throttle-scope": "Tenant_Application/ReadWrite", "x-ms-throttle-information": "CPULimitExceeded"},
+                {
+                    "x-ms-throttle-scope": "Tenant_Application/ReadWrite",
+                    "x-ms-throttle-information": "CPULimitExceeded",
+                },
             )
         code, message = _FAULT_MESSAGES.get(self.status, ("UnknownError", "An error occurred."))
-        headers = {"Retry-After": format_retry_after(self.retry_after)} if self.retry_after is not None else {}
+        headers = (
+            {"Retry-After": format_retry_after(self.retry_after)} if self.retry_after is not None else {}
+        )
         return GraphError(self.status, code, message, headers=headers)
 
 
@@ -274,5 +289,6 @@ class Faults:
 
     def describe(self) -> list[dict[str, Any]]:
         return [
-            {k: getattr(r, k) for k in FaultRule.__dataclass_fields__ if not k.startswith("_")} for r in self.rules
+            {k: getattr(r, k) for k in FaultRule.__dataclass_fields__ if not k.startswith("_")}
+            for r in self.rules
         ]

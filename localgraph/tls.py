@@ -36,7 +36,7 @@ class IssuedCertificate:
 
     @property
     def thumbprint_sha1(self) -> bytes:
-        return hashlib.sha1(self.cert.public_bytes(serialization.Encoding.DER)).digest()  # noqa: S324
+        return hashlib.sha1(self.cert.public_bytes(serialization.Encoding.DER)).digest()
 
     @property
     def thumbprint_sha256(self) -> bytes:
@@ -70,9 +70,15 @@ def make_ca() -> IssuedCertificate:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -138,7 +144,9 @@ def load_or_write_material(directory: Path) -> TlsMaterial:
         client_key = serialization.load_pem_private_key(client_pem, None)
     except (OSError, ValueError):
         return write_material(directory)
-    if min(ca_cert.not_valid_after_utc, server_cert.not_valid_after_utc) < datetime.now(UTC) + timedelta(days=1):
+    if min(ca_cert.not_valid_after_utc, server_cert.not_valid_after_utc) < datetime.now(UTC) + timedelta(
+        days=1
+    ):
         return write_material(directory)
     return TlsMaterial(
         directory=directory,
