@@ -6,7 +6,6 @@ azure-identity ``ClientSecretCredential``, through the local identity endpoints.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import httpx
@@ -20,9 +19,7 @@ class ControlClient:
 
     def __init__(self, info: ConnectionInfo, timeout: float = 120.0) -> None:
         self.info = info
-        self._http = httpx.Client(
-            base_url=info.control_url, verify=ssl.create_default_context(cafile=info.ca_file), timeout=timeout
-        )
+        self._http = httpx.Client(base_url=info.control_url, verify=info.tls_context(), timeout=timeout)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
@@ -106,7 +103,7 @@ def graph_client(
         token = source.get_token(f"{info.graph_url}/.default").token
     return httpx.Client(
         base_url=info.graph_base_url,
-        verify=ssl.create_default_context(cafile=info.ca_file),
+        verify=info.tls_context(),
         headers={"Authorization": f"Bearer {token}"},
         timeout=60.0,
     )

@@ -18,6 +18,7 @@ import os
 import random
 import secrets
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -113,7 +114,9 @@ def _render(req: GraphRequest, response: GraphResponse) -> Response:
     if body is None:
         return Response(status_code=response.status, headers=headers)
     if isinstance(body, bytes):
-        return Response(body, response.status, headers, media_type=response.content_type or "application/octet-stream")
+        return Response(
+            body, response.status, headers, media_type=response.content_type or "application/octet-stream"
+        )
     if isinstance(body, str):
         return Response(body, response.status, headers, media_type=response.content_type or "text/plain")
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -196,6 +199,10 @@ class ConnectionInfo:
     ca_file: str  # trust this CA for both hosts
     control_url: str
 
+    def tls_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the local Graph's CA (for httpx ``verify=``)."""
+        return ssl.create_default_context(cafile=self.ca_file)
+
     def as_env(self) -> dict[str, str]:
         return {f"LOCALGRAPH_{k.upper()}": v for k, v in asdict(self).items()}
 
@@ -236,7 +243,10 @@ class LocalGraph:
         port = sock.getsockname()[1]
         origin = f"https://127.0.0.1:{port}"
         ctx = ServerContext(
-            tenant=tenant, settings=self.settings, origin=origin, graph_origins={origin, f"https://localhost:{port}"}
+            tenant=tenant,
+            settings=self.settings,
+            origin=origin,
+            graph_origins={origin, f"https://localhost:{port}"},
         )
         ctx.identity = TokenService(tenant, self.tls.server.key, lambda: ctx.settings.token_lifetime_s)
         ctx.throttle = Throttle(tenant.count("user"), ctx.settings)

@@ -250,7 +250,7 @@ def test_a_delete_step_needs_no_body(http, control):
 
 
 def test_a_batch_without_a_token_is_401(graph, control):
-    with httpx.Client(base_url=graph.info.graph_base_url, verify=graph.info.ca_file) as anonymous:
+    with httpx.Client(base_url=graph.info.graph_base_url, verify=graph.info.tls_context()) as anonymous:
         response = anonymous.post("/$batch", json={"requests": [get("1", "/users")]})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "InvalidAuthenticationToken"

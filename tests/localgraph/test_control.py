@@ -23,7 +23,7 @@ def graph_shape() -> TenantShape:
 
 
 def raw(graph, method: str, path: str, **kwargs) -> httpx.Response:
-    return httpx.request(method, f"{graph.info.control_url}{path}", verify=graph.info.ca_file, **kwargs)
+    return httpx.request(method, f"{graph.info.control_url}{path}", verify=graph.info.tls_context(), **kwargs)
 
 
 def graph_ids(http: httpx.Client, path: str) -> list[str]:
@@ -331,7 +331,7 @@ def test_apps_registers_an_app_that_can_sign_in(graph, control):
     assert claims["appid"] == app["client_id"]
     assert claims["roles"] == ["User.Read.All"]
     response = httpx.get(
-        f"{info.graph_base_url}/users", headers={"Authorization": f"Bearer {token}"}, verify=info.ca_file
+        f"{info.graph_base_url}/users", headers={"Authorization": f"Bearer {token}"}, verify=info.tls_context()
     )
     assert response.status_code == 200
     assert app["client_id"] in control.tenant_info()["apps"]

@@ -249,6 +249,6 @@ def test_fault_rules_can_spare_batch_steps(http, control):
 )
 def test_invalid_fault_rules_are_refused(graph, rule):
     response = httpx.put(
-        f"{graph.info.control_url}/faults", json={"rules": [rule]}, verify=graph.info.ca_file
+        f"{graph.info.control_url}/faults", json={"rules": [rule]}, verify=graph.info.tls_context()
     )
     assert response.status_code == 400
