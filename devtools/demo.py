@@ -23,7 +23,7 @@ from devtools.azurite import Azurite
 from localgraph.client import ControlClient
 from localgraph.generate import TenantShape
 from localgraph.server import LocalGraph
-from shared.cli import ProgressLine, _print_record
+from shared.cli import ProgressLine, print_record
 from shared.config import parse_config
 from shared.extract.runner import run_task
 from shared.services import Services
@@ -208,7 +208,7 @@ async def demo(users: int) -> int:
         progress = ProgressLine(sys.stdout)
         first = (await run_task(services, RunRequest(task=TASK, trigger="cli"), progress=progress)).record
         progress.done()
-        _print_record(first)
+        print_record(first)
         if first.status != "succeeded":
             return 1
         await save_locally(services, first, OUT / "run1")
@@ -221,7 +221,7 @@ async def demo(users: int) -> int:
         say("\n3) Second run: Graph delta returns only the changes; they are applied to the first run's view")
         control.clear_requests()
         second = (await run_task(services, RunRequest(task=TASK, trigger="cli"))).record
-        _print_record(second)
+        print_record(second)
         if second.status != "succeeded":
             return 1
         await save_locally(services, second, OUT / "run2")

@@ -71,7 +71,7 @@ class ProgressLine:
             self.stream.write("\n")
 
 
-def _print_record(record: Any) -> None:
+def print_record(record: Any) -> None:
     print(f"run {record.run_id} of {record.task}: {record.status}")
     if record.mode:
         reason = f" ({record.resync_reason})" if record.resync_reason else ""
@@ -107,7 +107,7 @@ async def _run(args: argparse.Namespace, environ: dict[str, str]) -> int:
         progress=progress,
     )
     progress.done()
-    _print_record(outcome.record)
+    print_record(outcome.record)
     return 0 if outcome.record.status == "succeeded" else 1
 
 
