@@ -135,6 +135,11 @@ class TaskRun:
     async def _save_checkpoint(self, stream: str, data: dict[str, Any]) -> None:
         assert self.checkpoint is not None
         self.checkpoint.streams[stream] = data
+        await self._persist_checkpoint()
+
+    async def _persist_checkpoint(self) -> None:
+        """Store the checkpoint beside the unchanged view and delta links (the run has committed nothing)."""
+        assert self.checkpoint is not None
         self.checkpoint.saved_at = datetime.now(UTC)
         await self.services.state.put(
             self.task.name, self.state.model_copy(update={"checkpoint": self.checkpoint})
@@ -194,7 +199,7 @@ class TaskRun:
                     stream_plan = streams[name].plan if name in streams else _groups_probe(self.task)
                     delta_links[name] = await latest_delta_link(client, stream_plan, members=name == "groups")
                 self.checkpoint.delta_links = delta_links
-            await self._save_checkpoint("_", {})
+            await self._persist_checkpoint()
         else:
             delta_links = dict(self.checkpoint.delta_links)
         reading = FullRead(client, reader, self._save_checkpoint, self.progress)
