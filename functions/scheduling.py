@@ -28,10 +28,13 @@ async def run_task_from_queue(message: func.QueueMessage) -> None:
     outcome = await run_task(services(), request)
     if outcome.retriable:
         # Raising makes the host deliver the message again (up to maxDequeueCount, then the poison queue).
-        raise RuntimeError(f"run {request.run_id} of {request.task} failed transiently: {outcome.record.error}")
+        raise RuntimeError(
+            f"run {request.run_id} of {request.task} failed transiently: {outcome.record.error}"
+        )
 
 
 @bp.function_name("record_poisoned_run")
 @bp.queue_trigger(arg_name="message", queue_name="%RUNS_QUEUE%-poison", connection="AzureWebJobsStorage")
 async def record_poisoned_run(message: func.QueueMessage) -> None:
-    await record_poisoned(services(), message.get_body(), message.dequeue_count)
+    # Not message.dequeue_count: that counts deliveries from the poison queue, not the attempts to run.
+    await record_poisoned(services(), message.get_body(), None)

@@ -12,7 +12,12 @@ from shared.storage.tables import RunRecord
 
 
 async def record_poisoned(services: Services, body: bytes, dequeue_count: int | None) -> RunRecord:
-    """Record a poison message as a failed run (never silently dropped)."""
+    """Record a poison message as a failed run (never silently dropped).
+
+    ``dequeue_count``: how many times the run queue delivered it, if known. The poison queue's own count
+    is not that (the host moves the message as a new one), so the trigger passes None and the attempts
+    the history row counted are used. A run that already succeeded (or was skipped) stays as it is.
+    """
     try:
         request = RunRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -26,12 +31,16 @@ async def record_poisoned(services: Services, body: bytes, dequeue_count: int | 
         )
         await services.history.put(record)
         return record
-    record = await services.history.get(request.task, request.run_id) or RunRecord(
+    existing = await services.history.get(request.task, request.run_id)
+    if existing is not None and existing.status in ("succeeded", "skipped"):
+        return existing
+    record = existing or RunRecord(
         task=request.task, run_id=request.run_id, trigger=request.trigger, planned_at=request.planned_at
     )
+    attempts = dequeue_count or (existing.attempt if existing is not None else None)
     record.status = "failed"
     record.completed_at = datetime.now(UTC)
-    reason = f"gave up after {dequeue_count or 'several'} attempts"
+    reason = f"gave up after {attempts or 'several'} attempts"
     record.error = f"{reason}; last error: {record.error}" if record.error else reason
     await services.history.put(record)
     return record

@@ -32,6 +32,7 @@ class Settings:
     lease_s: int  # lock lease length; renewed while the run is alive
     graph_concurrency: int  # concurrent $batch calls per run
     block_size: int  # bytes per staged blob block
+    graph_backoff_s: float = 1.0  # first retry wait when Graph gives no Retry-After (doubles per attempt)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -66,6 +67,7 @@ class Settings:
             lease_s=int(get("LEASE_SECONDS", "60")),
             graph_concurrency=int(get("GRAPH_CONCURRENCY", "8")),
             block_size=int(get("BLOCK_SIZE_BYTES", str(4 * 1024 * 1024))),
+            graph_backoff_s=float(get("GRAPH_BACKOFF_SECONDS", "1")),
         )
 
 
@@ -83,6 +85,7 @@ APP_SETTINGS = (
     "LEASE_SECONDS",
     "GRAPH_CONCURRENCY",
     "BLOCK_SIZE_BYTES",
+    "GRAPH_BACKOFF_SECONDS",
     "CONNECTOR_CA_BUNDLE",
 )
 

@@ -205,8 +205,11 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
         content: bytes | None = None,
+        retry_as: str | None = None,
     ) -> httpx.Response:
+        """``retry_as``: the method whose retry rules apply (a ``$batch`` of reads is retried like a GET)."""
         method = method.upper()
+        rule_method = (retry_as or method).upper()
         url = self.url(path_or_url, params)
         attempt = 0
         renewed = False
@@ -220,7 +223,7 @@ class GraphClient:
                     method, url, headers=request_headers, json=json_body, content=content
                 )
             except httpx.TransportError as exc:
-                wait = self.policy.after_exception(method, exc, attempt)
+                wait = self.policy.after_exception(rule_method, exc, attempt)
                 error = ServiceUnavailable(f"{type(exc).__name__}: {exc}", method=method, url=redact_url(url))
                 if wait is None:
                     raise error from exc
@@ -238,7 +241,7 @@ class GraphClient:
             if status == 429:
                 self.stats.throttled += 1
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = self.policy.after_status(method, status, attempt, retry_after)
+            wait = self.policy.after_status(rule_method, status, attempt, retry_after)
             error = from_response(response)
             if wait is None:
                 raise error
@@ -303,8 +306,14 @@ class GraphClient:
             attempt += 1
             self.stats.batch_calls += 1
             self.stats.batch_steps += len(pending)
+            # The envelope is a POST, but re-sending it is safe when every step is idempotent: a 503 or
+            # a dropped connection then costs a retry, not the run.
+            reads_only = all(s.method.upper() in IDEMPOTENT for s in pending)
             response = await self.send(
-                "POST", "/$batch", json_body={"requests": [s.as_json() for s in pending]}
+                "POST",
+                "/$batch",
+                json_body={"requests": [s.as_json() for s in pending]},
+                retry_as="GET" if reads_only else None,
             )
             answers = {str(a["id"]): a for a in response.json().get("responses", [])}
             retry: list[BatchStep] = []

@@ -43,7 +43,11 @@ EXCEPTION_RULES: tuple[tuple[type[Exception], frozenset[str] | None, int], ...] 
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: a number (possibly fractional) or an HTTP date."""
+    """Seconds to wait from a ``Retry-After`` header: a number (possibly fractional) or an HTTP date.
+
+    None when absent or unreadable; a negative, infinite or NaN number is unreadable too (the caller then
+    backs off), not "retry now" nor "never". A date already past means "now" (0).
+    """
     if value is None or not value.strip():
         return None
     text = value.strip()
@@ -52,12 +56,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except ValueError:
         try:
             moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        seconds = (moment - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN -> None
+        return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+    return seconds if 0.0 <= seconds < float("inf") else None
 
 
 @dataclass(frozen=True)

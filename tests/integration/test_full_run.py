@@ -33,10 +33,17 @@ async def test_full_run_output_equals_the_tenant(graph, control, services):
 
 async def test_full_run_commits_files_manifest_and_latest_pointer(graph, services):
     config = task_config(graph.info)
-    record = (await run_task(services, RunRequest(task="people", run_id="20261128T010000Z-aaaaaa"), config=config)).record
+    record = (
+        await run_task(services, RunRequest(task="people", run_id="20261128T010000Z-aaaaaa"), config=config)
+    ).record
     prefix = "people/runs/20261128T010000Z-aaaaaa"
     names = sorted(b.name for b in services.extracts.list_blobs(name_starts_with="people/"))
-    assert names == ["people/latest.json", f"{prefix}/groups.jsonl", f"{prefix}/manifest.json", f"{prefix}/users.jsonl"]
+    assert names == [
+        "people/latest.json",
+        f"{prefix}/groups.jsonl",
+        f"{prefix}/manifest.json",
+        f"{prefix}/users.jsonl",
+    ]
     manifest = await blobs.get_json(services.extracts, f"{prefix}/manifest.json")
     assert manifest == await blobs.get_json(services.extracts, "people/latest.json")
     assert manifest["files"]["users"] == {
@@ -78,7 +85,11 @@ async def test_users_query_filter_and_exclusions_apply(graph, control, services)
 
 async def test_advanced_query_with_headers_runs_and_without_fails_with_graphs_error(graph, control, services):
     query = "$count=true&$filter=endsWith(mail,'@contoso.example')"
-    good = task_config(graph.info, mappings_type="identity", users={"query": query, "headers": {"ConsistencyLevel": "eventual"}})
+    good = task_config(
+        graph.info,
+        mappings_type="identity",
+        users={"query": query, "headers": {"ConsistencyLevel": "eventual"}},
+    )
     record = (await run_task(services, RunRequest(task="people"), config=good)).record
     assert record.status == "succeeded", record.error
     wanted = {u["id"] for u in control.objects("users") if (u.get("mail") or "").endswith("@contoso.example")}
