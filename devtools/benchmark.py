@@ -68,8 +68,20 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
 
     graph = subprocess.Popen(
         [
-            sys.executable, "-m", "localgraph", "--json", "--users", str(args.users), "--groups", str(args.groups),
-            "--memberships", str(args.memberships), "--latency-ms", str(args.latency_ms), "--seed", "7",
+            sys.executable,
+            "-m",
+            "localgraph",
+            "--json",
+            "--users",
+            str(args.users),
+            "--groups",
+            str(args.groups),
+            "--memberships",
+            str(args.memberships),
+            "--latency-ms",
+            str(args.latency_ms),
+            "--seed",
+            "7",
         ],  # fmt: skip
         stdout=subprocess.PIPE,
         text=True,
@@ -80,7 +92,9 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError("the local Graph did not start")
         info = ConnectionInfo(**json.loads(line))
         control = ControlClient(info, timeout=600)
-        group_sizes = control.tenant_info()["group_sizes"]  # not the groups themselves: keep this process lean
+        group_sizes = control.tenant_info()[
+            "group_sizes"
+        ]  # not the groups themselves: keep this process lean
         with Azurite() as azurite:
             environ = {
                 "AzureWebJobsStorage": azurite.connection_string,
@@ -91,14 +105,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
             services.storage.ensure()
             config = parse_config(
                 {
-                    "connectors": [
-                        {
-                            "name": "bench", "tenant_id": info.tenant_id, "client_id": info.client_id,
-                            "login_url": info.authority_url, "graph_url": info.graph_url,
-                            "disable_instance_discovery": True,
-                            "credential": {"type": "client_secret", "secret": {"app_setting": "BENCH_SECRET"}},
-                        }
-                    ],
+                    "connectors": [info.connector("bench", "BENCH_SECRET")],
                     "tasks": [
                         {
                             "name": "bench", "connector": "bench", "mode": "incremental",
@@ -180,8 +187,12 @@ def _report(result: dict[str, Any]) -> None:
         unit_floor = run["resource_units"] / rate
         floor = max(chain, unit_floor)
         print(f"  {label} run ({run['mode']}):")
-        print(f"    Graph HTTP calls       {run['http_calls']:>10,}   batched sub-requests {run['batch_steps']:,}")
-        print(f"    resource units         {run['resource_units']:>10,}   throttled answers {run['throttled']:,}")
+        print(
+            f"    Graph HTTP calls       {run['http_calls']:>10,}   batched sub-requests {run['batch_steps']:,}"
+        )
+        print(
+            f"    resource units         {run['resource_units']:>10,}   throttled answers {run['throttled']:,}"
+        )
         if label == "full":
             print(
                 f"    fewest possible RU     {result['floor_units']:>10,}   "
@@ -190,7 +201,9 @@ def _report(result: dict[str, Any]) -> None:
         print(f"    wall time              {run['wall_s']:>10.1f} s")
         print(f"    CPU time               {run['cpu_s']:>10.1f} s")
         print(f"    peak RSS               {run['peak_rss_mb']:>10.0f} MB")
-        print(f"    records written        {run['records']:>10,}   {run['records'] / run['wall_s']:,.0f} records/s")
+        print(
+            f"    records written        {run['records']:>10,}   {run['records'] / run['wall_s']:,.0f} records/s"
+        )
         if label == "full":
             print(
                 f"    floor                  {floor:>10.1f} s   (RU/budget {unit_floor:.1f} s; chain "
@@ -212,8 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--memberships", type=int, default=1_000_000)
     parser.add_argument("--latency-ms", type=float, default=300.0)
-    parser.add_argument("--churn", type=float, default=0.01, help="share of objects changed before the incremental run")
-    parser.add_argument("--compare-users", type=int, default=10_000, help="a smaller tenant for the memory comparison")
+    parser.add_argument(
+        "--churn", type=float, default=0.01, help="share of objects changed before the incremental run"
+    )
+    parser.add_argument(
+        "--compare-users", type=int, default=10_000, help="a smaller tenant for the memory comparison"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.mode == "child":
@@ -223,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [(args.users, args.groups, args.memberships)]
     if args.compare_users:
         scale = args.compare_users / args.users
-        sizes.insert(0, (args.compare_users, max(10, round(args.groups * scale)), round(args.memberships * scale)))
+        sizes.insert(
+            0, (args.compare_users, max(10, round(args.groups * scale)), round(args.memberships * scale))
+        )
     for users, groups, memberships in sizes:
         print(f"running {users:,} users ...", file=sys.stderr, flush=True)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}

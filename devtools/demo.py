@@ -37,17 +37,7 @@ TASK = "demo-people"
 
 def demo_config(info) -> dict[str, Any]:
     return {
-        "connectors": [
-            {
-                "name": "demo-tenant",
-                "tenant_id": info.tenant_id,
-                "client_id": info.client_id,
-                "login_url": info.authority_url,
-                "graph_url": info.graph_url,
-                "disable_instance_discovery": True,
-                "credential": {"type": "client_secret", "secret": {"app_setting": "DEMO_CLIENT_SECRET"}},
-            }
-        ],
+        "connectors": [info.connector("demo-tenant", "DEMO_CLIENT_SECRET")],
         "tasks": [
             {
                 "name": TASK,

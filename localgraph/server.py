@@ -199,6 +199,19 @@ class ConnectionInfo:
     ca_file: str  # trust this CA for both hosts
     control_url: str
 
+    def connector(self, name: str, secret_setting: str) -> dict[str, Any]:
+        """A connector definition (configuration JSON) that reaches this local Graph with the client
+        secret held in the app setting ``secret_setting`` (and ``CONNECTOR_CA_BUNDLE`` set to ``ca_file``)."""
+        return {
+            "name": name,
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "login_url": self.authority_url,
+            "graph_url": self.graph_url,
+            "disable_instance_discovery": True,
+            "credential": {"type": "client_secret", "secret": {"app_setting": secret_setting}},
+        }
+
     def tls_context(self) -> ssl.SSLContext:
         """A client TLS context that trusts the local Graph's CA (for httpx ``verify=``)."""
         return ssl.create_default_context(cafile=self.ca_file)

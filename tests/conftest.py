@@ -108,16 +108,7 @@ def services(environ: dict[str, str]) -> Services:
 
 
 def connector_for(info, **overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "local",
-        "tenant_id": info.tenant_id,
-        "client_id": info.client_id,
-        "login_url": info.authority_url,
-        "graph_url": info.graph_url,
-        "disable_instance_discovery": True,
-        "credential": {"type": "client_secret", "secret": {"app_setting": "LOCALGRAPH_CLIENT_SECRET"}},
-        **overrides,
-    }
+    return {**info.connector("local", "LOCALGRAPH_CLIENT_SECRET"), **overrides}
 
 
 USER_MAPPINGS = [
@@ -195,6 +186,10 @@ def expected_users(control: ControlClient, task: str = "people") -> dict[str, di
 
 def expected_groups(control: ControlClient) -> dict[str, dict[str, Any]]:
     return {
-        g["id"]: {"name": g.get("displayName"), "description": g.get("description"), "members": sorted(g["members"])}
+        g["id"]: {
+            "name": g.get("displayName"),
+            "description": g.get("description"),
+            "members": sorted(g["members"]),
+        }
         for g in control.objects("groups")
     }

@@ -51,11 +51,7 @@ class FullRead:
         index: MembershipIndex | None = None,
         resume: dict[str, Any] | None = None,
     ) -> None:
-        start: str = plan.collection
-        params: dict[str, str] | None = plan.list_params()
-        if resume:
-            start, params = resume["next_link"], None
-            counts.read = resume.get("read", 0)
+        start, params = _starting_point(plan, resume, counts)
         last_saved = time.monotonic()
         async for page in self.client.pages(start, params=params, headers=plan.headers()):
             for obj in page.items:
@@ -93,11 +89,7 @@ class FullRead:
         index: MembershipIndex | None = None,
         resume: dict[str, Any] | None = None,
     ) -> None:
-        start: str = plan.collection
-        params: dict[str, str] | None = plan.list_params()
-        if resume:
-            start, params = resume["next_link"], None
-            counts.read = resume.get("read", 0)
+        start, params = _starting_point(plan, resume, counts)
         gate = asyncio.Semaphore(GROUP_PAGES_IN_FLIGHT)
         finished: dict[int, tuple[list[str], str | None, int]] = {}  # page -> (blocks, next_link, read)
         prefix_blocks = list(writer.blocks)
@@ -159,6 +151,16 @@ class FullRead:
             counts.read += read
         self._report(plan.name, counts.read)
         counts.written = writer.records
+
+
+def _starting_point(
+    plan: StreamPlan, resume: dict[str, Any] | None, counts: RunCounts
+) -> tuple[str, dict[str, str] | None]:
+    """Where a stream's page loop starts: the collection with the task's query, or a checkpoint's link."""
+    if resume:
+        counts.read = resume.get("read", 0)
+        return resume["next_link"], None
+    return plan.collection, plan.list_params()
 
 
 async def membership_index(client: GraphClient, reader: MemberReader) -> MembershipIndex:
