@@ -145,6 +145,11 @@ class TaskRun:
             self.task.name, self.state.model_copy(update={"checkpoint": self.checkpoint})
         )
 
+    async def abandon_checkpoint(self) -> None:
+        state = await self.services.state.get(self.task.name)
+        if state.checkpoint is not None and state.checkpoint.run_id == self.request.run_id:
+            await self.services.state.put(self.task.name, state.model_copy(update={"checkpoint": None}))
+
     async def execute(self, record: RunRecord) -> None:
         settings = self.services.settings
         self.state = await self.services.state.get(self.task.name)
@@ -385,14 +390,15 @@ async def run_task(
     run.lease = lease
     try:
         await run.execute(record)
-    except GraphError as exc:
-        log.warning("run %s of %s failed: %s", request.run_id, task.name, exc)
-        return await _finish(
-            history, record, "failed", f"{type(exc).__name__}: {exc}", retriable=exc.action == "retry"
-        )
     except Exception as exc:
-        log.exception("run %s of %s failed", request.run_id, task.name)
-        return await _finish(history, record, "failed", f"{type(exc).__name__}: {exc}", retriable=False)
+        retriable = isinstance(exc, GraphError) and exc.action == "retry"
+        if isinstance(exc, GraphError):
+            log.warning("run %s of %s failed: %s", request.run_id, task.name, exc)
+        else:
+            log.exception("run %s of %s failed", request.run_id, task.name)
+        if not retriable:
+            await run.abandon_checkpoint()  # nothing will resume it; the view and delta links stay as they were
+        return await _finish(history, record, "failed", f"{type(exc).__name__}: {exc}", retriable=retriable)
     finally:
         await lease.release()
     return await _finish(history, record, "succeeded", None)
