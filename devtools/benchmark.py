@@ -82,7 +82,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
             str(args.latency_ms),
             "--seed",
             "7",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -108,7 +108,9 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
                     "connectors": [info.connector("bench", "BENCH_SECRET")],
                     "tasks": [
                         {
-                            "name": "bench", "connector": "bench", "mode": "incremental",
+                            "name": "bench",
+                            "connector": "bench",
+                            "mode": "incremental",
                             "mappings_type": "identity_and_access",
                             "users": {
                                 "mappings": [
@@ -118,21 +120,26 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
                                     {"external": "department", "local": "department"},
                                     {"external": "jobTitle", "local": "title"},
                                     {"external": "accountEnabled", "local": "enabled"},
-                                    {"external": "onPremisesExtensionAttributes.extensionAttribute1", "local": "ext1"},
+                                    {
+                                        "external": "onPremisesExtensionAttributes.extensionAttribute1",
+                                        "local": "ext1",
+                                    },
                                 ],
-                                "target_template": "account", "target_folder": "accounts",
+                                "target_template": "account",
+                                "target_folder": "accounts",
                             },
                             "groups": {
                                 "mappings": [
                                     {"external": "displayName", "local": "name"},
                                     {"external": "members", "local": "members"},
                                 ],
-                                "target_template": "group", "target_folder": "groups",
+                                "target_template": "group",
+                                "target_folder": "groups",
                             },
                         }
                     ],
                 }
-            )  # fmt: skip
+            )
             results = {}
             for label in ("full", "incremental"):
                 if label == "incremental":
@@ -162,10 +169,15 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
                 }
         floor = floor_for(args.users, group_sizes, args.groups)
         return {
-            "users": args.users, "groups": args.groups, "memberships": sum(group_sizes),
-            "largest_group": max(group_sizes or [0]), "latency_ms": args.latency_ms,
-            "floor_chain_pages": floor.chain_pages, "floor_units": floor.min_units, "runs": results,
-        }  # fmt: skip
+            "users": args.users,
+            "groups": args.groups,
+            "memberships": sum(group_sizes),
+            "largest_group": max(group_sizes or [0]),
+            "latency_ms": args.latency_ms,
+            "floor_chain_pages": floor.chain_pages,
+            "floor_units": floor.min_units,
+            "runs": results,
+        }
     finally:
         graph.terminate()
         try:
@@ -257,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         _report(result)
     if len(results) == 2:
         small, large = (r["runs"]["full"]["peak_rss_mb"] for r in results)
-        print(f"\nPeak RSS, full run: {small:.0f} MB at {results[0]['users']:,} users, {large:.0f} MB at "
-              f"{results[1]['users']:,} users (difference {large - small:.0f} MB)")  # fmt: skip
+        print(
+            f"\nPeak RSS, full run: {small:.0f} MB at {results[0]['users']:,} users, {large:.0f} MB at "
+            f"{results[1]['users']:,} users (difference {large - small:.0f} MB)"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

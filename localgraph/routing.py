@@ -148,7 +148,9 @@ class Router:
                 return route, found.groupdict()
             allowed = True
         if allowed:
-            raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+            raise GraphError(
+                405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
+            )
         raise GraphError(
             400,
             "BadRequest",

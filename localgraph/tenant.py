@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from localgraph.errors import GraphError, conflict, not_found
 
@@ -39,7 +39,7 @@ def utc_now() -> str:
 class DirObject:
     """One directory object. ``props`` holds Graph's JSON properties, ``id`` included."""
 
-    __slots__ = ("deleted", "id", "kind", "ordinal", "password", "photo", "saved_memberships", "props")
+    __slots__ = ("deleted", "id", "kind", "ordinal", "password", "photo", "props", "saved_memberships")
 
     def __init__(self, kind: str, props: dict[str, Any], ordinal: int) -> None:
         self.kind = kind
@@ -339,7 +339,11 @@ class Tenant:
             )
 
     # ----------------------------------------------------------------------------------------------
-    _UNIQUE = {"user": ("userPrincipalName",), "group": ("mailNickname",), "application": ("appId",)}
+    _UNIQUE: ClassVar[dict[str, tuple[str, ...]]] = {
+        "user": ("userPrincipalName",),
+        "group": ("mailNickname",),
+        "application": ("appId",),
+    }
 
     def _check_unique(self, kind: str, props: dict[str, Any], self_id: str | None) -> None:
         for name in self._UNIQUE.get(kind, ()):

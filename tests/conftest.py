@@ -58,7 +58,6 @@ def http(graph: LocalGraph):
 # The connector's side: Azurite, per-test storage names, a configuration pointing at the local Graph.
 
 import itertools  # noqa: E402
-import os  # noqa: E402
 from typing import Any  # noqa: E402
 
 from devtools.azurite import Azurite  # noqa: E402

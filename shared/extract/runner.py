@@ -397,7 +397,9 @@ async def run_task(
         else:
             log.exception("run %s of %s failed", request.run_id, task.name)
         if not retriable:
-            await run.abandon_checkpoint()  # nothing will resume it; the view and delta links stay as they were
+            await (
+                run.abandon_checkpoint()
+            )  # nothing will resume it; the view and delta links stay as they were
         return await _finish(history, record, "failed", f"{type(exc).__name__}: {exc}", retriable=retriable)
     finally:
         await lease.release()

@@ -337,9 +337,14 @@ class GraphClient:
             if not retry:
                 break
             first = results[retry[0].id]
-            await self._wait(max(waits), Throttled(
-                f"{len(retry)} batch steps still throttled at the deadline", status=first.status, code="TooManyRequests"
-            ))  # fmt: skip
+            await self._wait(
+                max(waits),
+                Throttled(
+                    f"{len(retry)} batch steps still throttled at the deadline",
+                    status=first.status,
+                    code="TooManyRequests",
+                ),
+            )
             pending = retry
         return results
 

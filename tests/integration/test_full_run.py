@@ -47,9 +47,12 @@ async def test_full_run_commits_files_manifest_and_latest_pointer(graph, service
     manifest = await blobs.get_json(services.extracts, f"{prefix}/manifest.json")
     assert manifest == await blobs.get_json(services.extracts, "people/latest.json")
     assert manifest["files"]["users"] == {
-        "path": f"{prefix}/users.jsonl", "records": 150, "target_template": "account",
-        "target_folder": "accounts", "key": "id",
-    }  # fmt: skip
+        "path": f"{prefix}/users.jsonl",
+        "records": 150,
+        "target_template": "account",
+        "target_folder": "accounts",
+        "key": "id",
+    }
     assert manifest["counts"]["groups"]["written"] == record.counts["groups"].written
     users_blob = services.extracts.get_blob_client(f"{prefix}/users.jsonl").get_blob_properties()
     assert users_blob.content_settings.content_type == "application/x-ndjson"
@@ -104,9 +107,10 @@ async def test_include_and_exclude_by_group_membership(graph, control, services)
     groups = sorted(control.objects("groups"), key=lambda g: len(g["members"]), reverse=True)
     include, exclude = groups[3], groups[4]
     config = task_config(
-        graph.info, mappings_type="identity",
+        graph.info,
+        mappings_type="identity",
         users={"include_members_of": [include["id"]], "exclude_members_of": [exclude["id"]]},
-    )  # fmt: skip
+    )
     record = (await run_task(services, RunRequest(task="people"), config=config)).record
     users = {u["id"] for u in control.objects("users")}
     wanted = (set(include["members"]) - set(exclude["members"])) & users
@@ -115,9 +119,15 @@ async def test_include_and_exclude_by_group_membership(graph, control, services)
 
 async def test_member_of_mapping_lists_each_users_groups(graph, control, services):
     config = task_config(
-        graph.info, mappings_type="identity",
-        users={"mappings": [{"external": "displayName", "local": "name"}, {"external": "memberOf", "local": "groups"}]},
-    )  # fmt: skip
+        graph.info,
+        mappings_type="identity",
+        users={
+            "mappings": [
+                {"external": "displayName", "local": "name"},
+                {"external": "memberOf", "local": "groups"},
+            ]
+        },
+    )
     record = (await run_task(services, RunRequest(task="people"), config=config)).record
     assert record.status == "succeeded", record.error
     produced = await read_records(services, record.files["users"])

@@ -42,14 +42,29 @@ async def test_incremental_run_after_every_kind_of_change_equals_a_full_read(gra
     control.update("users", users[2]["id"], {"accountEnabled": False})
     control.delete("users", users[3]["id"])  # soft: @removed changed
     control.delete("users", users[4]["id"], hard=True)  # hard: @removed deleted
-    created = control.create("users", {"displayName": "Zoë O'Neill", "userPrincipalName": f"zoe.oneill@{graph.info.tenant_domain}",
-                                       "mailNickname": "zoe.oneill", "accountEnabled": True})  # fmt: skip
+    created = control.create(
+        "users",
+        {
+            "displayName": "Zoë O'Neill",
+            "userPrincipalName": f"zoe.oneill@{graph.info.tenant_domain}",
+            "mailNickname": "zoe.oneill",
+            "accountEnabled": True,
+        },
+    )
     control.members(groups[0]["id"], add=[created["id"]], remove=[groups[0]["members"][0]])
     control.members(groups[5]["id"], add=[groups[6]["id"]])  # nesting
     control.update("groups", groups[1]["id"], {"description": "changed"})
     control.delete("groups", groups[2]["id"])
-    new_group = control.create("groups", {"displayName": "New group", "mailNickname": "newgroup", "mailEnabled": False,
-                                          "securityEnabled": True, "groupTypes": []})  # fmt: skip
+    new_group = control.create(
+        "groups",
+        {
+            "displayName": "New group",
+            "mailNickname": "newgroup",
+            "mailEnabled": False,
+            "securityEnabled": True,
+            "groupTypes": [],
+        },
+    )
     control.members(new_group["id"], add=[users[5]["id"], users[6]["id"]])
     control.restore("users", users[3]["id"])  # restored: appears again
 
@@ -89,8 +104,12 @@ async def test_nothing_changed_gives_the_same_view(graph, control, services):
 
 
 async def test_client_side_filter_moves_users_in_and_out_of_scope(graph, control, services):
-    config = task_config(graph.info, mode="incremental", mappings_type="identity",
-                         users={"query": "$filter=department eq 'Legal'"})  # fmt: skip
+    config = task_config(
+        graph.info,
+        mode="incremental",
+        mappings_type="identity",
+        users={"query": "$filter=department eq 'Legal'"},
+    )
     await run(services, config)
     users = control.objects("users")
     outsider = next(u for u in users if u.get("department") not in (None, "Legal"))

@@ -331,7 +331,9 @@ def test_apps_registers_an_app_that_can_sign_in(graph, control):
     assert claims["appid"] == app["client_id"]
     assert claims["roles"] == ["User.Read.All"]
     response = httpx.get(
-        f"{info.graph_base_url}/users", headers={"Authorization": f"Bearer {token}"}, verify=info.tls_context()
+        f"{info.graph_base_url}/users",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=info.tls_context(),
     )
     assert response.status_code == 200
     assert app["client_id"] in control.tenant_info()["apps"]

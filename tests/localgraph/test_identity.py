@@ -45,7 +45,9 @@ def secret_form(graph: LocalGraph, **overrides: str) -> dict[str, str]:
 
 
 def call_graph(graph: LocalGraph, headers: dict[str, str]) -> httpx.Response:
-    return httpx.get(f"{graph.info.graph_base_url}/users?$top=1", headers=headers, verify=graph.info.tls_context())
+    return httpx.get(
+        f"{graph.info.graph_base_url}/users?$top=1", headers=headers, verify=graph.info.tls_context()
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -139,7 +141,8 @@ def assert_invalid_token(response: httpx.Response, message: str | None = None) -
 def test_openid_configuration_names_the_token_endpoint_issuer_and_authorization_endpoint(graph):
     info = graph.info
     response = httpx.get(
-        f"{info.authority_url}/{info.tenant_id}/v2.0/.well-known/openid-configuration", verify=info.tls_context()
+        f"{info.authority_url}/{info.tenant_id}/v2.0/.well-known/openid-configuration",
+        verify=info.tls_context(),
     )
     assert response.status_code == 200
     document = response.json()
@@ -162,7 +165,8 @@ def test_openid_configuration_is_served_for_the_tenant_domain_and_refused_for_an
         by_domain.json()["token_endpoint"] == f"{info.authority_url}/{info.tenant_domain}/oauth2/v2.0/token"
     )
     unknown = httpx.get(
-        f"{info.authority_url}/{uuid.uuid4()}/v2.0/.well-known/openid-configuration", verify=info.tls_context()
+        f"{info.authority_url}/{uuid.uuid4()}/v2.0/.well-known/openid-configuration",
+        verify=info.tls_context(),
     )
     assert unknown.status_code == 400
     assert unknown.json()["error_codes"] == [90002]
