@@ -170,6 +170,9 @@ class ServerContext:
     settings: GraphSettings
     origin: str = ""  # https://127.0.0.1:PORT
     graph_origins: set[str] = field(default_factory=set)  # accepted token audiences
+    identity_header: str = ""  # the managed identity endpoint's X-IDENTITY-HEADER secret
+    managed_identity_client_id: str = ""  # the app that stands for the Function App's managed identity
+    vault_secrets: dict[str, dict[str, Any]] = field(default_factory=dict)  # Key Vault: name -> secret
     tokens: TokenCodec = field(default_factory=TokenCodec)
     log: RequestLog = field(default_factory=RequestLog)
     started_at: float = field(default_factory=time.time)

@@ -182,6 +182,16 @@ class TokenService:
                 "The request body must contain the following parameter: 'client_assertion' or "
                 "'client_secret'.",
             )
+        token, lifetime = self.mint(app, resource)
+        return {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": token,
+        }
+
+    def mint(self, app: AppRegistration, resource: str) -> tuple[str, int]:
+        """An app-only access token for ``resource``: (JWT, lifetime in seconds)."""
         lifetime = int(self._lifetime())
         now = int(time.time())
         claims = {
@@ -201,12 +211,14 @@ class TokenService:
             "ver": "1.0",
         }
         token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
-        return {
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-            "ext_expires_in": lifetime,
-            "access_token": token,
-        }
+        return token, lifetime
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token this service issued and that has not expired, else None."""
+        try:
+            return jwt.decode(token, self._public, algorithms=["RS256"], options={"verify_aud": False})
+        except jwt.PyJWTError:
+            return None
 
     def _resource(self, scope: str, graph_origins: set[str]) -> str:
         scopes = scope.split()

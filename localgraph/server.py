@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from localgraph import batch, control, delta, reads, writes
+from localgraph import batch, control, delta, platform, reads, writes
 from localgraph.context import GraphSettings, LogEntry, ServerContext
 from localgraph.errors import GraphError, new_request_id
 from localgraph.generate import TenantShape, build_tenant
@@ -180,6 +180,7 @@ def build_app(ctx: ServerContext) -> Starlette:
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
         Route("/common/discovery/instance", instance_discovery),
         *control.routes(ctx),
+        *platform.routes(ctx),
     ]
     return Starlette(routes=routes)
 
@@ -198,6 +199,10 @@ class ConnectionInfo:
     client_certificate: str  # PEM file with the private key and the certificate
     ca_file: str  # trust this CA for both hosts
     control_url: str
+    identity_endpoint: str  # managed identity (App Service protocol): set IDENTITY_ENDPOINT to this
+    identity_header: str  # ... and IDENTITY_HEADER to this
+    managed_identity_client_id: str  # the managed identity's client id
+    key_vault_url: str  # a Key Vault: secrets at {key_vault_url}/secrets/{name}
 
     def connector(self, name: str, secret_setting: str) -> dict[str, Any]:
         """A connector definition (configuration JSON) that reaches this local Graph with the client
@@ -274,6 +279,14 @@ class LocalGraph:
         )
         register_certificate(app, self.tls.client.cert)
         tenant.apps[client_id] = app
+        identity = AppRegistration(
+            client_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            display_name="Entra Graph Connector Function App (managed identity)",
+            roles=list(APP_ROLES),
+        )
+        tenant.apps[identity.client_id] = identity
+        ctx.managed_identity_client_id = identity.client_id
+        ctx.identity_header = secrets.token_urlsafe(24)
         self.ctx = ctx
         self.info = ConnectionInfo(
             graph_url=origin,
@@ -286,6 +299,10 @@ class LocalGraph:
             client_certificate=str(self.tls.client_cert_file),
             ca_file=str(self.tls.ca_file),
             control_url=f"{origin}/_control",
+            identity_endpoint=f"{origin}/msi/token",
+            identity_header=ctx.identity_header,
+            managed_identity_client_id=identity.client_id,
+            key_vault_url=origin,
         )
         return ctx, sock
 

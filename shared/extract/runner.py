@@ -155,9 +155,10 @@ class TaskRun:
         self.state = await self.services.state.get(self.task.name)
         saved = self.state.checkpoint
         self.checkpoint = saved if saved is not None and saved.run_id == self.request.run_id else None
+        tokens = self.services.tokens(self.connector)  # resolves the connector's secret references
         client = GraphClient(
             self.connector.graph_root,
-            self.services.tokens(self.connector),
+            tokens,
             verify=self.services.graph_verify(),
             policy=RetryPolicy(backoff_base_s=settings.graph_backoff_s),
             deadline=time.monotonic() + settings.run_deadline_s,
@@ -167,7 +168,7 @@ class TaskRun:
         finally:
             record.requests = {
                 **client.stats.as_dict(),
-                "token_acquisitions": self.services.tokens(self.connector).acquisitions,
+                "token_acquisitions": tokens.acquisitions,
             }
             await client.close()
 

@@ -1,0 +1,109 @@
+"""Azure platform endpoints a connector meets besides Graph, for tests and the demo.
+
+- **Managed identity (App Service / Functions):** ``GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=...``
+  with the ``X-IDENTITY-HEADER`` secret, answering ``{"access_token", "expires_on", "resource", "token_type",
+  "client_id"}`` as the platform's local token service does. azure-identity's ``ManagedIdentityCredential`` uses
+  it when ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set. The identity is an app of the tenant with the
+  same application permissions as the connector's app registration (its client id is in the connection info).
+- **Key Vault secrets:** ``GET /secrets/{name}[/{version}]?api-version=...``: a request without a token gets
+  Key Vault's 401 bearer challenge (``authorization`` = the tenant's authority, ``resource`` =
+  ``https://vault.azure.net``); with a valid token for that resource, the secret bundle
+  (``value``, ``id``, ``attributes``). Secrets are set through the control API. Key Vault clients must be told
+  not to insist that the vault's host is under ``vault.azure.net`` (``verify_challenge_resource=False``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+VAULT_RESOURCE = "https://vault.azure.net"
+
+
+def _vault_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def routes(ctx) -> list[Route]:
+    async def identity_token(request: Request) -> Response:
+        if request.headers.get("x-identity-header") != ctx.identity_header:
+            return JSONResponse(
+                {"statusCode": 401, "message": "The X-IDENTITY-HEADER header is missing or wrong."}, 401
+            )
+        resource = request.query_params.get("resource", "").removesuffix("/.default").rstrip("/")
+        client_id = request.query_params.get("client_id")
+        app = ctx.tenant.apps.get(ctx.managed_identity_client_id)
+        if app is None or (client_id and client_id.lower() != app.client_id):
+            return JSONResponse(
+                {"statusCode": 400, "message": f"No identity with client_id {client_id}."}, 400
+            )
+        if not resource:
+            return JSONResponse({"statusCode": 400, "message": "The resource parameter is required."}, 400)
+        ctx.log.token_requests += 1
+        token, lifetime = ctx.identity.mint(app, resource)
+        return JSONResponse(
+            {
+                "access_token": token,
+                "expires_on": str(int(time.time()) + lifetime),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": app.client_id,
+            }
+        )
+
+    async def secret(request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        challenge = {
+            "WWW-Authenticate": f'Bearer authorization="{ctx.origin}/{ctx.tenant.tenant_id}", '
+            f'resource="{VAULT_RESOURCE}"'
+        }
+        if not authorization.lower().startswith("bearer "):
+            return _vault_error(
+                401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.", challenge
+            )
+        claims = ctx.identity.claims(authorization[7:].strip())
+        if claims is None or claims.get("aud") != VAULT_RESOURCE:
+            return _vault_error(
+                401, "Unauthorized", "AKV10022: Invalid audience or expired token.", challenge
+            )
+        name = request.path_params["name"]
+        stored = ctx.vault_secrets.get(name)
+        version = request.path_params.get("version")
+        if stored is None or (version and version != stored["version"]):
+            return _vault_error(
+                404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault."
+            )
+        body: dict[str, Any] = {
+            "value": stored["value"],
+            "id": f"{ctx.origin}/secrets/{name}/{stored['version']}",
+            "attributes": {
+                "enabled": True,
+                "created": stored["created"],
+                "updated": stored["created"],
+                "recoveryLevel": "Recoverable+Purgeable",
+            },
+            "tags": {},
+        }
+        return JSONResponse(body)
+
+    async def set_secret(request: Request) -> Response:
+        data = await request.json()
+        name = request.path_params["name"]
+        ctx.vault_secrets[name] = {
+            "value": str(data["value"]),
+            "version": uuid.uuid4().hex,
+            "created": int(time.time()),
+        }
+        return JSONResponse({"id": f"{ctx.origin}/secrets/{name}/{ctx.vault_secrets[name]['version']}"})
+
+    return [
+        Route("/msi/token", identity_token),
+        Route("/secrets/{name}", secret),
+        Route("/secrets/{name}/{version}", secret),
+        Route("/_control/vault/secrets/{name}", set_secret, methods=["PUT"]),
+    ]
