@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -40,6 +41,17 @@ EXCEPTION_RULES: tuple[tuple[type[Exception], frozenset[str] | None, int], ...] 
     (httpx.ReadError, IDEMPOTENT, 6),
     (httpx.RemoteProtocolError, IDEMPOTENT, 6),
 )
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -89,6 +101,8 @@ class RetryPolicy:
         return max(wait, self.min_wait_s)
 
     def after_exception(self, method: str, error: Exception, attempt: int) -> float | None:
+        if _certificate_refused(error):
+            return None  # the server's certificate is not trusted: repeating cannot help
         for cls, methods, limit in EXCEPTION_RULES:
             if isinstance(error, cls):
                 if (methods is not None and method.upper() not in methods) or attempt > limit:

@@ -299,3 +299,17 @@ async def test_batch_answers_missing_a_step_fail_the_batch():
         with pytest.raises(ServiceUnavailable) as raised:
             await client.batch([BatchStep("1", "/users/a"), BatchStep("2", "/users/b")])
     assert raised.value.code == "BatchIncomplete"
+
+
+async def test_an_untrusted_server_certificate_fails_at_once(graph):
+    """TLS verification failures are not transient: no retry, a clear error naming the cause."""
+    from localgraph.client import credential
+    from shared.graph.auth import TokenProvider
+    from shared.graph.client import GraphClient
+    from shared.graph.errors import ServiceUnavailable
+
+    tokens = TokenProvider(credential(graph.info), f"{graph.info.graph_url}/.default")
+    async with GraphClient(graph.info.graph_url, tokens, verify=True) as client:  # the system store only
+        with pytest.raises(ServiceUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get_json("/users")
+        assert client.stats.retries == 0
