@@ -115,9 +115,8 @@ class FullRead:
                         index.member_of(group["id"]) if index is not None and mapper.needs_member_of else None
                     )
                     records.append(mapper.record(group, members=group_members, member_of=parents))
-                before = len(writer.blocks)
-                await writer.stage(records)
-                finished[number] = (writer.blocks[before:], next_link, len(items))
+                block = await writer.stage(records)  # this page's own block: the checkpoint names exactly it
+                finished[number] = ([block] if block else [], next_link, len(items))
             finally:
                 gate.release()
 

@@ -26,6 +26,7 @@ from shared.extract.members import MemberIds, MemberReader
 from shared.extract.streams import Scope, StreamPlan
 from shared.extract.view import line_id, parse
 from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient, decode_body
+from shared.graph.errors import BadRequest, DeltaTokenExpired, NotFound
 from shared.storage.blobs import StagedJsonl, encode_line, read_lines
 from shared.storage.tables import RunCounts
 
@@ -77,12 +78,20 @@ class DeltaRound:
 
 
 async def read_round(client: GraphClient, delta_link: str) -> DeltaRound:
+    """Every page of one delta round. Any refusal of the link itself (Graph documents ``syncStateNotFound``,
+    ``resyncRequired`` and 410 Gone, but not every shape an expired or garbled token can take; or a link for
+    a host the connector no longer uses) is a :class:`DeltaTokenExpired`: the caller reads everything."""
     result = DeltaRound()
-    async for page in client.pages(delta_link):
-        for item in page.items:
-            result.add(item)
-        if page.delta_link:
-            result.delta_link = page.delta_link
+    try:
+        async for page in client.pages(delta_link):
+            for item in page.items:
+                result.add(item)
+            if page.delta_link:
+                result.delta_link = page.delta_link
+    except (BadRequest, NotFound) as exc:
+        raise DeltaTokenExpired(
+            exc.message, status=exc.status, code=exc.code, request_id=exc.request_id, url=exc.url
+        ) from exc
     return result
 
 

@@ -13,12 +13,15 @@ twice; applying it twice is harmless).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared.config import Config, ScheduledTask
 from shared.extract import view
@@ -140,10 +143,22 @@ class TaskRun:
     async def _persist_checkpoint(self) -> None:
         """Store the checkpoint beside the unchanged view and delta links (the run has committed nothing)."""
         assert self.checkpoint is not None
+        self._check_lease()
         self.checkpoint.saved_at = datetime.now(UTC)
         await self.services.state.put(
             self.task.name, self.state.model_copy(update={"checkpoint": self.checkpoint})
         )
+
+    def _check_lease(self) -> None:
+        if self.lease is not None and self.lease.lost:
+            raise RuntimeError(
+                "the task lease was lost during the run: not writing state (another run may own it)"
+            )
+
+    def _checkpoint_fingerprint(self) -> str:
+        """A resumed read must be the same read: same mappings and queries, same tenant and Graph host."""
+        connector = hashlib.sha256(self.connector.model_dump_json().encode()).hexdigest()[:16]
+        return task_fingerprint(self.task) + connector
 
     async def abandon_checkpoint(self) -> None:
         state = await self.services.state.get(self.task.name)
@@ -154,7 +169,13 @@ class TaskRun:
         settings = self.services.settings
         self.state = await self.services.state.get(self.task.name)
         saved = self.state.checkpoint
-        self.checkpoint = saved if saved is not None and saved.run_id == self.request.run_id else None
+        self.checkpoint = (
+            saved
+            if saved is not None
+            and saved.run_id == self.request.run_id
+            and saved.fingerprint == self._checkpoint_fingerprint()
+            else None
+        )
         tokens = self.services.tokens(self.connector)  # resolves the connector's secret references
         client = GraphClient(
             self.connector.graph_root,
@@ -195,7 +216,11 @@ class TaskRun:
         delta_links: dict[str, str] = {}
         if self.checkpoint is None:
             self.checkpoint = Checkpoint(
-                run_id=self.request.run_id, mode="full", resync_reason=plan.reason, saved_at=datetime.now(UTC)
+                run_id=self.request.run_id,
+                mode="full",
+                fingerprint=self._checkpoint_fingerprint(),
+                resync_reason=plan.reason,
+                saved_at=datetime.now(UTC),
             )
             if self.task.mode == "incremental":
                 # Before reading: changes made while we read are then replayed by the next round.
@@ -272,10 +297,7 @@ class TaskRun:
     async def _commit(
         self, record: RunRecord, streams: dict[str, _Stream], delta_links: dict[str, str]
     ) -> None:
-        if self.lease is not None and self.lease.lost:
-            raise RuntimeError(
-                "the task lease was lost during the run: not committing (another run may own it)"
-            )
+        self._check_lease()
         files = {}
         for name, stream in streams.items():
             await stream.writer.commit()
@@ -392,19 +414,27 @@ async def run_task(
     try:
         await run.execute(record)
     except Exception as exc:
-        retriable = isinstance(exc, GraphError) and exc.action == "retry"
+        retriable = transient(exc)
         if isinstance(exc, GraphError):
             log.warning("run %s of %s failed: %s", request.run_id, task.name, exc)
         else:
             log.exception("run %s of %s failed", request.run_id, task.name)
-        if not retriable:
-            await (
-                run.abandon_checkpoint()
-            )  # nothing will resume it; the view and delta links stay as they were
+        if not retriable and not lease.lost:
+            # Nothing will resume it; the view and delta links stay as they were.
+            await run.abandon_checkpoint()
         return await _finish(history, record, "failed", f"{type(exc).__name__}: {exc}", retriable=retriable)
     finally:
         await lease.release()
     return await _finish(history, record, "succeeded", None)
+
+
+def transient(exc: BaseException) -> bool:
+    """Worth another delivery of the queue message (the checkpoint is kept for it)."""
+    if isinstance(exc, GraphError):
+        return exc.action == "retry"
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return True  # storage or identity platform unreachable, after the SDK's own retries
+    return isinstance(exc, HttpResponseError) and (exc.status_code or 0) in (408, 429, 500, 502, 503, 504)
 
 
 async def _finish(

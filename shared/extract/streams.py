@@ -16,6 +16,7 @@ from shared.config import ObjectSelection, UserSelection
 from shared.graph import odata
 
 PAGE_SIZE = "999"  # Graph's maximum for directory collections
+SIGN_IN_ACTIVITY_PAGE_SIZE = "500"
 MEMBER_SELECT = "id"
 
 
@@ -29,9 +30,13 @@ class StreamPlan:
         return self.selection.select_properties()
 
     def list_params(self) -> dict[str, str]:
-        params = {"$top": PAGE_SIZE}
-        params.update(self.selection.query_params())
-        params["$select"] = ",".join(self.select())
+        query = self.selection.query_params()
+        select = self.select()
+        # Graph allows at most 500 users a page when signInActivity is selected or filtered.
+        sign_in = "signInActivity" in select or "signInActivity" in query.get("$filter", "")
+        params = {"$top": SIGN_IN_ACTIVITY_PAGE_SIZE if sign_in else PAGE_SIZE}
+        params.update(query)
+        params["$select"] = ",".join(select)
         return params
 
     def headers(self) -> dict[str, str]:

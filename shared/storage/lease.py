@@ -11,8 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 log = logging.getLogger(__name__)
@@ -48,14 +54,33 @@ class TaskLease:
         return True
 
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_s / 3)
-            try:
-                await asyncio.to_thread(self._lease.renew)
-            except HttpResponseError as exc:
-                log.error("lost the task lease: %s", exc.message)
-                self.lost = True
-                return
+        """Renew every third of the lease; on a transient failure retry until the lease would expire.
+
+        Any exit (the lease taken by someone else, or unrenewable until it expired) marks it lost."""
+        renewed_at = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(self._lease_s / 3)
+                while True:
+                    try:
+                        await asyncio.to_thread(self._lease.renew)
+                        renewed_at = time.monotonic()
+                        break
+                    except HttpResponseError as exc:
+                        if exc.status_code in (409, 412):  # another holder, or the lease is gone
+                            raise
+                        error: Exception = exc
+                    except (ServiceRequestError, ServiceResponseError) as exc:
+                        error = exc
+                    if time.monotonic() - renewed_at >= self._lease_s:
+                        raise error
+                    log.warning("renewing the task lease failed, retrying: %s", error)
+                    await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("lost the task lease: %s", exc)
+            self.lost = True
 
     async def release(self) -> None:
         if self._renewer is not None:

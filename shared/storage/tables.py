@@ -220,6 +220,7 @@ class Checkpoint(BaseModel):
 
     run_id: str
     mode: str
+    fingerprint: str = ""  # of the task and connector it was made for: another configuration starts over
     streams: dict[str, dict[str, Any]] = Field(default_factory=dict)  # stream -> {next_link, blocks, ...}
     delta_links: dict[str, str] = Field(default_factory=dict)  # taken before a full read (incremental tasks)
     resync_reason: str | None = None
