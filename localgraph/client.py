@@ -80,6 +80,10 @@ class ControlClient:
     def add_app(self, roles: list[str], display_name: str = "Extra app") -> dict[str, Any]:
         return self._call("POST", "/apps", json={"roles": roles, "display_name": display_name})
 
+    def revoke_tokens(self) -> int:
+        """Make Graph refuse every access token issued so far; returns how many."""
+        return self._call("POST", "/tokens/revoke")["revoked"]
+
     def set_vault_secret(self, name: str, value: str) -> str:
         """Store a Key Vault secret (``{info.key_vault_url}/secrets/{name}``); returns its id."""
         return self._call("PUT", f"/vault/secrets/{name}", json={"value": value})["id"]

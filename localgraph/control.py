@@ -18,6 +18,7 @@ It needs no token (the server listens on loopback only). Endpoints:
   (updates, creates, soft and hard deletes, membership adds and removes) and reports what it did.
 - ``POST /_control/delta/invalidate``: ``{"mode": "syncStateNotFound" | "reset"}``: every delta token
   issued so far stops working, the way chosen.
+- ``POST /_control/tokens/revoke``: every access token issued so far is refused from now on (401).
 - ``POST /_control/apps``: register another app (``{"roles": [...]}``), e.g. one with fewer permissions.
 """
 
@@ -246,7 +247,11 @@ def routes(ctx: ServerContext) -> list[Route]:
         tenant.apps[client_id] = app
         return {"client_id": client_id, "client_secret": app.secrets[0], "roles": app.roles}
 
+    async def revoke(request: Request):
+        return {"revoked": ctx.identity.revoke_all()}
+
     return [
+        Route("/_control/tokens/revoke", guarded(revoke), methods=["POST"]),
         Route("/_control/info", guarded(info)),
         Route("/_control/requests", guarded(requests_), methods=["GET", "DELETE"]),
         Route("/_control/settings", guarded(settings), methods=["GET", "PATCH"]),

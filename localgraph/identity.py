@@ -77,6 +77,8 @@ class TokenService:
         self._key = signing_key
         self._public = signing_key.public_key()
         self._lifetime = lifetime  # callable returning the current lifetime in seconds
+        self._issued: list[str] = []  # token ids (uti) issued and not revoked
+        self._revoked: set[str] = set()
         self.kid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
     # ----------------------------------------------------------------------------------------------
@@ -211,7 +213,15 @@ class TokenService:
             "ver": "1.0",
         }
         token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
+        self._issued.append(claims["uti"])
         return token, lifetime
+
+    def revoke_all(self) -> int:
+        """Refuse every token issued so far (as after a signing-key rollover or an admin's revocation)."""
+        self._revoked.update(self._issued)
+        count = len(self._issued)
+        self._issued.clear()
+        return count
 
     def claims(self, token: str) -> dict[str, Any] | None:
         """The claims of a token this service issued and that has not expired, else None."""
@@ -343,6 +353,10 @@ class TokenService:
             raise GraphError(
                 401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge
             ) from None
+        if claims.get("uti") in self._revoked:
+            raise GraphError(
+                401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge
+            )
         if claims["aud"] not in graph_origins and claims["aud"] != GRAPH_RESOURCE:
             raise GraphError(
                 401,

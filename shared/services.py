@@ -70,10 +70,13 @@ class Services:
         cached = self._tokens.get(connector.name)
         if cached is None or cached[0] != signature:
             uses_key_vault = "key_vault" in signature
-            credential = build_credential(
-                connector, environ=self.environ, key_vault=self.key_vault if uses_key_vault else None
-            )
-            cached = (signature, TokenProvider(credential, connector.scope))
+
+            def credential():
+                return build_credential(
+                    connector, environ=self.environ, key_vault=self.key_vault if uses_key_vault else None
+                )
+
+            cached = (signature, TokenProvider(credential(), connector.scope, renew=credential))
             self._tokens[connector.name] = cached
         return cached[1]
 

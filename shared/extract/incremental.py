@@ -23,7 +23,7 @@ from azure.storage.blob import ContainerClient
 
 from shared.extract.mapping import Mapper
 from shared.extract.members import MemberIds, MemberReader
-from shared.extract.streams import Scope, StreamPlan
+from shared.extract.streams import Scope, StreamPlan, membership_groups
 from shared.extract.view import line_id, parse
 from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient, decode_body
 from shared.graph.errors import BadRequest, DeltaTokenExpired, NotFound
@@ -36,6 +36,7 @@ class DeltaRound:
     """What one delta round said, merged over its pages (later entries win; replays are harmless)."""
 
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> properties (full entries)
+    reported: set[str] = field(default_factory=set)  # every id the round reports and does not remove
     removed: set[str] = field(default_factory=set)
     member_adds: dict[str, set[str]] = field(default_factory=dict)  # group -> member ids added
     member_removes: dict[str, set[str]] = field(default_factory=dict)  # group -> member ids removed
@@ -47,11 +48,13 @@ class DeltaRound:
         object_id = item["id"]
         if "@removed" in item:
             self.removed.add(object_id)
+            self.reported.discard(object_id)
             self.objects.pop(object_id, None)
             self.member_adds.pop(object_id, None)
             self.member_removes.pop(object_id, None)
             return
         self.removed.discard(object_id)
+        self.reported.add(object_id)
         properties = {k: v for k, v in item.items() if "@" not in k}
         if len(properties) > 1:  # more than the id: a full representation (default delta mode)
             self.objects[object_id] = properties
@@ -143,13 +146,20 @@ class ViewMerge:
             else None
         )
         is_groups = self.plan.name == "groups"
-        include = self.scope.include
-        seen: set[str] = set()  # ids of the previous view that matter below (changed, or in the include set)
+        # Users who may join without a delta entry of their own: added to an include group, removed from an
+        # exclude group (membership changes are in the groups round, not the users round).
+        include_groups, exclude_groups = membership_groups(self.plan.selection)
+        candidates: set[str] = set()
+        for group_id in include_groups:
+            candidates |= groups.member_adds.get(group_id, set())
+        for group_id in exclude_groups:
+            candidates |= groups.member_removes.get(group_id, set())
+        in_view: set[str] = set()  # the ids of the previous view that matter below
 
         async for line in read_lines(container, previous_blob):
             object_id = line_id(line)
-            if object_id in own.objects or (include is not None and object_id in include):
-                seen.add(object_id)
+            if object_id in own.reported or object_id in candidates:
+                in_view.add(object_id)
             if object_id in own.removed or not self.scope.keeps_id(object_id):
                 counts.removed += 1
                 continue
@@ -192,12 +202,13 @@ class ViewMerge:
                 counts.changed += 1
             await writer.write_line(encoded)
 
-        # Objects that join the view.
-        joining = [obj for oid, obj in own.objects.items() if oid not in seen and self.scope.keeps(obj)]
-        if include is not None and not is_groups:
-            known = seen | set(own.objects) | own.removed
-            missing = [oid for oid in include if oid not in known and self.scope.keeps_id(oid)]
-            joining.extend(o for o in await self._fetch_objects(missing) if self.scope.keeps(o))
+        # Objects that join the view: reported with their properties, or reported by id only (Graph omits
+        # properties never set, so a new object can arrive as its id alone), or newly in scope by membership.
+        joining = [obj for oid, obj in own.objects.items() if oid not in in_view and self.scope.keeps(obj)]
+        unknown = (own.reported - own.objects.keys()) | candidates
+        to_fetch = sorted(oid for oid in unknown - in_view - own.removed if self.scope.keeps_id(oid))
+        if to_fetch:
+            joining.extend(o for o in await self._fetch_objects(to_fetch) if self.scope.keeps(o))
         members_of_new: dict[str, MemberIds | None] = {}
         if is_groups and self.mapper.needs_members and joining:
             members_of_new = await self.reader.members(o["id"] for o in joining)

@@ -112,7 +112,12 @@ class TaskRun:
         return streams
 
     def _needs_groups_round(self, streams: dict[str, _Stream]) -> bool:
-        return "groups" in streams or any(s.mapper.needs_member_of for s in streams.values())
+        """Group membership changes feed groups, memberOf mappings and users scoped by group membership."""
+        return (
+            "groups" in streams
+            or any(s.mapper.needs_member_of for s in streams.values())
+            or any(any(membership_groups(s.plan.selection)) for s in streams.values())
+        )
 
     def _plan(self, streams: dict[str, _Stream]) -> Plan:
         if self.task.mode == "full":

@@ -13,7 +13,7 @@ import base64
 import binascii
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
@@ -92,8 +92,25 @@ def certificate_bytes(material: str) -> bytes:
 
 
 class TokenProvider:
-    def __init__(self, credential: TokenCredential, scope: str, *, max_margin_s: float = 300.0) -> None:
+    """The bearer token for one connector's Graph calls.
+
+    ``renew`` builds a new credential. After a 401 the token is dropped and, when ``renew`` is given, so is
+    the credential: MSAL would otherwise hand back the same cached token until its own clock says it
+    expired, and a token Graph refused early (revoked, signing key rolled over) would be refused again.
+    Building the credential anew also reads its secret again, so a rotated secret is picked up.
+    """
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        scope: str,
+        *,
+        renew: Callable[[], TokenCredential] | None = None,
+        max_margin_s: float = 300.0,
+    ) -> None:
         self._credential = credential
+        self._renew = renew
+        self._stale_credential = False
         self._scope = scope
         self._max_margin_s = max_margin_s
         self._token: AccessToken | None = None
@@ -115,6 +132,9 @@ class TokenProvider:
         async with self._lock:
             if not self._fresh(self._token):
                 try:
+                    if self._stale_credential and self._renew is not None:
+                        self._credential = await asyncio.to_thread(self._renew)
+                    self._stale_credential = False
                     acquired_at = time.time()
                     self._token = await asyncio.to_thread(self._credential.get_token, self._scope)
                     self._acquired_at = acquired_at
@@ -130,6 +150,7 @@ class TokenProvider:
         """Forget ``token`` (Graph answered 401 to it): the next call acquires a new one."""
         if self._token is not None and self._token.token == token:
             self._token = None
+            self._stale_credential = True
 
 
 def first_line(text: str | None) -> str:

@@ -150,3 +150,16 @@ async def test_history_row_tells_what_happened(graph, services):
     assert json.loads(json.dumps(stored.counts["users"].model_dump()))["written"] == 150
     listed = await services.history.list("people")
     assert [r.run_id for r in listed] == [outcome.record.run_id]
+
+
+async def test_sign_in_activity_mapping_pages_at_graphs_limit_of_500(graph, control, services):
+    config = task_config(graph.info, mappings_type="identity", users={"mappings": [
+        {"external": "displayName", "local": "name"},
+        {"external": "signInActivity.lastSignInDateTime", "local": "last_sign_in"}]})  # fmt: skip
+    record = (await run_task(services, RunRequest(task="people"), config=config)).record
+    assert record.status == "succeeded", record.error
+    produced = await read_records(services, record.files["users"])
+    wanted = {
+        u["id"]: (u.get("signInActivity") or {}).get("lastSignInDateTime") for u in control.objects("users")
+    }
+    assert {i: a["last_sign_in"] for i, a in produced.items()} == wanted

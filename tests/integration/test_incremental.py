@@ -166,3 +166,58 @@ async def test_a_full_resync_can_be_requested(graph, services):
     await run(services, config)
     record = await run(services, config, full_resync=True)
     assert record.mode == "full" and record.resync_reason == "a full read was requested"
+
+
+async def test_a_new_group_with_no_mapped_property_set_still_joins_the_view(graph, control, services):
+    # Delta omits properties never set: such a group can arrive as its id and members@delta alone.
+    config = task_config(graph.info, mode="incremental", mappings_type="access",
+                         groups={"mappings": [{"external": "description", "local": "description"},
+                                              {"external": "members", "local": "members"}]})  # fmt: skip
+    await run(services, config)
+    user = control.objects("users")[0]
+    group = control.create("groups", {"displayName": "Bare", "mailNickname": "bare", "mailEnabled": False,
+                                      "securityEnabled": True, "groupTypes": []})  # fmt: skip
+    control.members(group["id"], add=[user["id"]])
+    record = await run(services, config)
+    assert record.mode == "incremental"
+    produced = await read_records(services, record.files["groups"])
+    assert produced[group["id"]] == {"description": None, "members": [user["id"]]}
+    assert set(produced) == {g["id"] for g in control.objects("groups")}
+
+
+async def test_users_follow_include_and_exclude_group_changes(graph, control, services):
+    groups = sorted(control.objects("groups"), key=lambda g: len(g["members"]), reverse=True)
+    include, exclude = groups[3], groups[4]
+    users = {u["id"] for u in control.objects("users")}
+    config = task_config(graph.info, mode="incremental", mappings_type="identity",
+                         users={"include_members_of": [include["id"]], "exclude_members_of": [exclude["id"]]})  # fmt: skip
+    await run(services, config)
+    excluded_member = next(m for m in exclude["members"] if m in include["members"] and m in users)
+    newcomer = next(u for u in sorted(users) if u not in include["members"] and u not in exclude["members"])
+    control.members(exclude["id"], remove=[excluded_member])  # no longer excluded: joins
+    control.members(include["id"], add=[newcomer])  # newly included: joins
+    leaver = next(
+        m for m in include["members"] if m in users and m != excluded_member and m not in exclude["members"]
+    )
+    control.members(include["id"], remove=[leaver])  # no longer included: leaves
+    record = await run(services, config)
+    assert record.mode == "incremental"
+    now = {g["id"]: set(g["members"]) for g in control.objects("groups")}
+    wanted = (now[include["id"]] - now[exclude["id"]]) & users
+    produced = await read_records(services, record.files["users"])
+    assert set(produced) == wanted
+    assert {excluded_member, newcomer} <= set(produced) and leaver not in produced
+
+
+async def test_a_garbled_or_foreign_delta_link_means_a_full_resync(graph, control, services):
+    config = task_config(graph.info, mode="incremental")
+    await run(services, config)
+    state = await services.state.get("people")
+    links = dict(state.delta_links)
+    links["users"] = links["users"].split("$deltatoken=")[0] + "$deltatoken=garbled"
+    links["groups"] = "https://graph.example.invalid/v1.0/groups/delta?$deltatoken=x"
+    await services.state.put("people", state.model_copy(update={"delta_links": links}))
+    record = await run(services, config)
+    assert record.mode == "full" and "refused the delta link" in record.resync_reason
+    assert await read_records(services, record.files["users"]) == expected_users(control)
+    assert (await services.state.get("people")).delta_links["users"] != links["users"]

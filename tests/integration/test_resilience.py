@@ -276,3 +276,69 @@ async def assert_unchanged(services: Services, good: RunRecord, before) -> None:
     assert state.view.run_id == good.run_id
     assert (await blobs.get_json(services.extracts, "people/latest.json"))["run_id"] == good.run_id
     assert await read_records(services, good.files["users"])  # still there, still readable
+
+
+@pytest.mark.parametrize("graph_shape", [TenantShape(users=200, groups=600, memberships=3000, seed=9)])
+async def test_a_killed_group_read_resumes_without_losing_or_repeating_groups(
+    graph, control, services, monkeypatch
+):
+    # Group pages are processed a few at a time and finish out of order; the checkpoint must name exactly
+    # the blocks of the finished prefix of pages, or a resumed run repeats or loses groups.
+    config = task_config(graph.info, mappings_type="access", groups={"query": "$top=20"})
+    monkeypatch.setattr(shared.extract.full, "CHECKPOINT_EVERY_S", 0.0)
+    control.settings(latency_ms=10, latency_jitter_ms=20)  # pages finish out of order, close together
+    run_id = "20261128T030000Z-cccccc"
+    task = asyncio.create_task(run(services, config, run_id=run_id))
+    while True:
+        await asyncio.sleep(0.05)
+        assert not task.done(), task.result()
+        checkpoint = (await services.state.get("people")).checkpoint
+        if checkpoint is not None and checkpoint.streams.get("groups", {}).get("read", 0) >= 100:
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    saved = (await services.state.get("people")).checkpoint.streams["groups"]
+    assert len(saved["blocks"]) == len(set(saved["blocks"])) == saved["read"] // 20
+    control.settings(latency_ms=0, latency_jitter_ms=0)
+    resumed = await run(services, config, run_id=run_id)
+    await assert_output_is_the_tenant(services, control, resumed)  # read_records refuses duplicates
+
+
+async def test_a_checkpoint_made_for_another_configuration_is_not_resumed(
+    graph, control, services, monkeypatch
+):
+    monkeypatch.setattr(shared.extract.full, "CHECKPOINT_EVERY_S", 0.0)
+    old = task_config(graph.info, mappings_type="identity", users={"query": "$top=10"})
+    control.settings(latency_ms=30)
+    run_id = "20261128T040000Z-dddddd"
+    task = asyncio.create_task(run(services, old, run_id=run_id))
+    while (await services.state.get("people")).checkpoint is None or not (
+        await services.state.get("people")
+    ).checkpoint.streams.get("users"):
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    control.settings(latency_ms=0)
+    control.clear_requests()
+    new = task_config(graph.info, mappings_type="identity", users={"query": "$top=10", "mappings": [
+        {"external": "displayName", "local": "display"}]})  # fmt: skip
+    record = await run(services, new, run_id=run_id)
+    assert record.status == "succeeded", record.error
+    assert control.requests()["by_path"]["GET /users"] == 6  # all 60 users read again, 10 a page
+    produced = await read_records(services, record.files["users"])
+    assert all(set(attributes) == {"display", "task"} for attributes in produced.values())
+
+
+async def test_a_token_refused_before_it_expires_is_replaced_by_a_new_one(graph, control, services):
+    config = task_config(graph.info)
+    first = await run(services, config)
+    await assert_output_is_the_tenant(services, control, first)
+    control.revoke_tokens()  # e.g. a signing-key rollover: the cached token is refused from now on
+    control.clear_requests()
+    record = await run(services, config)
+    await assert_output_is_the_tenant(services, control, record)
+    summary = control.requests()
+    # Each stream in flight met one 401 with the old token; one new token served them all.
+    assert summary["statuses"]["401"] >= 1 and summary["token_requests"] == 1
