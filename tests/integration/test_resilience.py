@@ -313,10 +313,11 @@ async def test_a_checkpoint_made_for_another_configuration_is_not_resumed(
     control.settings(latency_ms=30)
     run_id = "20261128T040000Z-dddddd"
     task = asyncio.create_task(run(services, old, run_id=run_id))
-    while (await services.state.get("people")).checkpoint is None or not (
-        await services.state.get("people")
-    ).checkpoint.streams.get("users"):
+    while True:  # until the users stream has checkpointed
         await asyncio.sleep(0.05)
+        checkpoint = (await services.state.get("people")).checkpoint
+        if checkpoint is not None and checkpoint.streams.get("users"):
+            break
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
