@@ -103,7 +103,7 @@ class FullRead:
                 members: dict[str, list[str] | None] = {}
                 if mapper.needs_members and kept:
                     if index is not None:
-                        members = {g["id"]: index.members.get(g["id"], []) for g in kept}
+                        members = {g["id"]: index.members(g["id"]) for g in kept}
                     else:
                         members = await self.members.members(g["id"] for g in kept)
                 records = []
