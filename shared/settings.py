@@ -87,6 +87,7 @@ APP_SETTINGS = (
     "BLOCK_SIZE_BYTES",
     "GRAPH_BACKOFF_SECONDS",
     "CONNECTOR_CA_BUNDLE",
+    "AZURE_CLIENT_ID",  # the user-assigned managed identity that reads Key Vault secret references
 )
 
 
