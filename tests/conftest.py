@@ -12,6 +12,17 @@ from localgraph.generate import TenantShape
 from localgraph.server import LocalGraph
 
 
+def assert_error(response, status: int, code: str, message: str | None = None) -> dict:
+    """A Graph error answer: status, code, Graph's envelope with innerError, and (if given) the message."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert set(error["innerError"]) >= {"date", "request-id", "client-request-id"}
+    if message is not None:
+        assert error["message"] == message
+    return error
+
+
 @pytest.fixture(scope="session")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory):
     """One test CA and certificates for the whole session (key generation is the slow part)."""

@@ -15,6 +15,7 @@ import pytest
 
 from localgraph.context import GraphSettings
 from localgraph.generate import TenantShape
+from tests.conftest import assert_error
 
 EVENTUAL = {"ConsistencyLevel": "eventual"}
 HINT = (
@@ -31,14 +32,6 @@ def graph_shape() -> TenantShape:
 @pytest.fixture
 def graph_settings() -> GraphSettings:
     return GraphSettings(enforce_budgets=False)
-
-
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    if message is not None:
-        assert error["message"] == message
 
 
 def follow(http: httpx.Client, path: str, params: dict, headers: dict | None = None) -> tuple[list, list]:

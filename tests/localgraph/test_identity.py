@@ -16,10 +16,11 @@ import httpx
 import jwt
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import CertificateCredential, ClientSecretCredential
+from azure.identity import CertificateCredential
 from cryptography.hazmat.primitives import serialization
 
 from localgraph import tls
+from localgraph.client import credential
 from localgraph.server import LocalGraph
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -55,15 +56,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def secret_credential(graph: LocalGraph, client_id: str | None = None, secret: str | None = None):
-    info = graph.info
-    return ClientSecretCredential(
-        info.tenant_id,
-        client_id or info.client_id,
-        secret or info.client_secret,
-        authority=info.authority_url,
-        disable_instance_discovery=True,
-        connection_verify=info.ca_file,
-    )
+    return credential(graph.info, client_id, secret)
 
 
 def certificate_credential(graph: LocalGraph, certificate_path: str):

@@ -12,6 +12,7 @@ import pytest
 
 from localgraph.context import GraphSettings
 from localgraph.generate import TenantShape
+from tests.conftest import assert_error
 
 DEFAULT_USER_PROPERTIES = {
     "businessPhones", "displayName", "givenName", "id", "jobTitle", "mail", "mobilePhone", "officeLocation",
@@ -28,16 +29,6 @@ def graph_shape() -> TenantShape:
 @pytest.fixture
 def graph_settings() -> GraphSettings:
     return GraphSettings(enforce_budgets=False)
-
-
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    if message is not None:
-        assert error["message"] == message
-    assert set(error["innerError"]) >= {"date", "request-id", "client-request-id"}
-    return error
 
 
 def follow(http: httpx.Client, path: str, params=None, headers=None) -> tuple[list[dict], list[dict]]:

@@ -15,24 +15,13 @@ import httpx
 import pytest
 
 from localgraph.client import ControlClient, graph_client
+from tests.conftest import assert_error
 
 GRAPH = "https://graph.microsoft.com/v1.0"
 STRONG_PASSWORD = "xWwvJ]6NMw+bWH-d"  # GRAPH.md section 7 example
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def assert_error(
-    response: httpx.Response, status: int, code: str, message: str | None = None
-) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert set(error["innerError"]) >= {"date", "request-id", "client-request-id"}
-    if message is not None:
-        assert error["message"] == message
-    return error
 
 
 def new_user(domain: str, alias: str | None = None, **extra: Any) -> dict[str, Any]:
