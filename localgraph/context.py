@@ -29,6 +29,7 @@ class GraphSettings:
     delta_page_size: int = 200  # objects per delta page ("about 200"; not guaranteed by Graph)
     delta_member_slice: int = 500  # members@delta entries per group per page; bigger groups span pages
     delta_token_max_age_s: int = 7 * 24 * 3600  # directory delta tokens live 7 days
+    delta_replays: bool = False  # repeat each page's last object at the start of the next (Graph may)
     delta_token_failure: str = "syncStateNotFound"  # or "reset" (410 Gone + Location)
     intune_page_size: int = 1000
     enforce_budgets: bool = True  # resource-unit and write budgets per app+tenant

@@ -453,6 +453,16 @@ def _page(ctx: ServerContext, req: GraphRequest, query: DeltaQuery, state: dict[
                 if start + len(chunk) < len(entries):
                     pending = (state["pi"], start + len(chunk), chunk[-1]["id"])
 
+    last_sent = None
+    if settings.delta_replays and state.get("pl") and not state.get("pi"):
+        # Graph may send an object again anywhere in a round [GRAPH.md section 3]: repeat the previous page's
+        # last object, as it is now, so clients must treat entries as idempotent.
+        item, entries = round_.render(state["pl"])
+        if item is not None:
+            if entries:
+                item["members@delta"] = entries[:slice_size]
+            items.append(item)
+
     more = pending is not None
     if pending is None:
         for pos, object_id in round_.positions(position):
@@ -463,6 +473,7 @@ def _page(ctx: ServerContext, req: GraphRequest, query: DeltaQuery, state: dict[
                 more = True  # this object opens the next page
                 break
             position = pos
+            last_sent = object_id
             if entries:
                 item["members@delta"] = entries[:slice_size]
                 if len(entries) > slice_size:
@@ -478,6 +489,8 @@ def _page(ctx: ServerContext, req: GraphRequest, query: DeltaQuery, state: dict[
                       "a": state.get("a"), "e": state["e"], "p": position}  # fmt: skip
         if pending is not None:
             next_state.update(pi=pending[0], po=pending[1], pa=pending[2])
+        if last_sent is not None:
+            next_state["pl"] = last_sent
         token = _issue(ctx, next_state)
         body["@odata.nextLink"] = f"{req.base_url}/{query.collection}/delta?$skiptoken={token}"
     else:

@@ -664,3 +664,20 @@ def test_other_directory_collections_have_delta_too(http, control) -> None:
             assert item["id"] == target["id"] and item["displayName"] == f"Renamed {collection}"
     response = http.get("/devices/delta", params={"$expand": "members"})
     assert response.status_code == 400 and error_code(response) == "Request_UnsupportedQuery"
+
+
+@pytest.mark.parametrize("graph_settings", [GraphSettings(delta_page_size=4, delta_replays=True)])
+def test_replays_repeat_the_previous_pages_last_object(http, control):
+    seen: list[str] = []
+    link = "/users/delta?$select=displayName"
+    pages = []
+    while link:
+        body = http.get(link).json()
+        pages.append([item["id"] for item in body["value"]])
+        seen.extend(pages[-1])
+        link = body.get("@odata.nextLink")
+    assert len(pages) > 2
+    for previous, page in itertools.pairwise(pages):
+        assert page[0] == previous[-1]  # each page opens with the previous page's last object
+    assert set(seen) == {u["id"] for u in control.objects("users")}
+    assert len(seen) > len(set(seen))
