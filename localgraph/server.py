@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import secrets
 import socket
@@ -371,8 +370,3 @@ class LocalGraph:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def environment_for(info: ConnectionInfo) -> dict[str, str]:
-    """Environment variables that make Python HTTP clients trust the local Graph's CA."""
-    return {"REQUESTS_CA_BUNDLE": info.ca_file, "SSL_CERT_FILE": info.ca_file, **os.environ}
