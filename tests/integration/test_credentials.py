@@ -13,7 +13,7 @@ from shared.config import parse_config
 from shared.extract.runner import run_task
 from shared.secrets import AzureKeyVaultReader
 from shared.storage.queues import RunRequest
-from tests.conftest import USER_MAPPINGS, expected_users, read_records
+from tests.support import USER_MAPPINGS, expected_users, read_records
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from shared.extract.runner import run_task
 from shared.storage import blobs
 from shared.storage.queues import RunRequest
-from tests.conftest import expected_groups, expected_users, read_records, task_config
+from tests.support import expected_groups, expected_users, read_records, task_config
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from localgraph.context import GraphSettings
 from localgraph.generate import TenantShape
 from shared.extract.runner import run_task
 from shared.storage.queues import RunRequest
-from tests.conftest import expected_groups, expected_users, read_records, task_config
+from tests.support import expected_groups, expected_users, read_records, task_config
 
 
 @pytest.fixture

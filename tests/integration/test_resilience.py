@@ -21,7 +21,7 @@ from shared.settings import Settings
 from shared.storage import blobs
 from shared.storage.queues import RunRequest
 from shared.storage.tables import RunRecord
-from tests.conftest import expected_groups, expected_users, read_records, task_config
+from tests.support import expected_groups, expected_users, read_records, task_config
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from shared.runs import record_poisoned
 from shared.scheduling import due_requests, latest_occurrence, tick
 from shared.services import Services
 from shared.storage.queues import RunRequest, scheduled_run_id
-from tests.conftest import expected_users, read_records, task_config
+from tests.support import expected_users, read_records, task_config
 
 AT = datetime(2026, 11, 27, 9, 0, 0, tzinfo=UTC)  # a Friday
 

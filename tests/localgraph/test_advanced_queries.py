@@ -15,7 +15,7 @@ import pytest
 
 from localgraph.context import GraphSettings
 from localgraph.generate import TenantShape
-from tests.conftest import assert_error
+from tests.support import assert_error
 
 EVENTUAL = {"ConsistencyLevel": "eventual"}
 HINT = (

@@ -12,7 +12,7 @@ import pytest
 
 from localgraph.context import GraphSettings
 from localgraph.generate import TenantShape
-from tests.conftest import assert_error
+from tests.support import assert_error
 
 DEFAULT_USER_PROPERTIES = {
     "businessPhones", "displayName", "givenName", "id", "jobTitle", "mail", "mobilePhone", "officeLocation",

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from localgraph.client import ControlClient, graph_client
-from tests.conftest import assert_error
+from tests.support import assert_error
 
 GRAPH = "https://graph.microsoft.com/v1.0"
 STRONG_PASSWORD = "xWwvJ]6NMw+bWH-d"  # GRAPH.md section 7 example

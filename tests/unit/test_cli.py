@@ -15,7 +15,7 @@ from azure.storage.queue import QueueClient
 
 from shared.config import load_config, parse_config
 from shared.storage.queues import RunRequest
-from tests.conftest import task_config
+from tests.support import task_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "config.example.json"

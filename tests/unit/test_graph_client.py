@@ -22,7 +22,7 @@ from shared.graph.auth import TokenProvider, build_credential
 from shared.graph.client import BatchStep, GraphClient
 from shared.graph.errors import BadRequest, PagingError, ServiceUnavailable, Throttled
 from shared.graph.retry import RetryPolicy, parse_retry_after
-from tests.conftest import task_config
+from tests.support import task_config
 
 # ------------------------------------------------------------------------------------ Retry-After
 
