@@ -43,7 +43,7 @@ from localgraph.query import DEFAULT_PROPERTIES, context_url, parse_select
 from localgraph.reads import ODATA_JSON
 from localgraph.routing import GraphRequest, GraphResponse, Router
 from localgraph.tenant import COLLECTIONS, ODATA_TYPES, DirObject, Tenant
-from shared.graph import odata
+from shared import odata
 
 router = Router()
 

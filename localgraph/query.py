@@ -2,7 +2,7 @@
 ``$search``, ``$orderby``, ``$expand``, and the advanced-query rules (``ConsistencyLevel: eventual`` plus
 ``$count=true``) with Graph's exact error codes when they are missing.
 
-The filter grammar and evaluation are the connector's own (:mod:`shared.graph.odata`), so the text the
+The filter grammar and evaluation are the connector's own (:mod:`shared.odata`), so the text the
 connector sends and the way this test bed reads it cannot drift apart.
 """
 
@@ -16,7 +16,7 @@ from localgraph import schema
 from localgraph.errors import GraphError, bad_request, unsupported_query
 from localgraph.routing import GraphRequest
 from localgraph.tenant import DirObject
-from shared.graph import odata
+from shared import odata
 
 # Properties returned when a list or get has no $select [L:graph/api/user-list; graph/api/group-list].
 DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {

@@ -29,7 +29,7 @@ from localgraph.query import (
 )
 from localgraph.routing import GraphRequest, GraphResponse, Router
 from localgraph.tenant import COLLECTIONS, KIND_TO_COLLECTION, DirObject
-from shared.graph import odata
+from shared import odata
 
 router = Router()
 ODATA_JSON = (

@@ -15,7 +15,8 @@ from functools import cached_property
 from azure.storage.blob import ContainerClient
 
 from shared.config import Connector
-from shared.graph.auth import TokenProvider, build_credential, ca_bundle
+from shared.credentials import build_credential
+from shared.graph.auth import TokenProvider
 from shared.secrets import AzureKeyVaultReader
 from shared.settings import Settings
 from shared.storage.clients import StorageClients
@@ -81,5 +82,5 @@ class Services:
         return cached[1]
 
     def graph_verify(self) -> ssl.SSLContext | bool:
-        bundle = ca_bundle(self.environ)
+        bundle = self.settings.ca_bundle
         return ssl.create_default_context(cafile=bundle) if bundle else True

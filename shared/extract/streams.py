@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import odata
 from shared.config import ObjectSelection, UserSelection
-from shared.graph import odata
 
 PAGE_SIZE = "999"  # Graph's maximum for directory collections
 SIGN_IN_ACTIVITY_PAGE_SIZE = "500"

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from shared import config as config_module
 from shared.config import (
     SCHEMA_ID,
     SCHEMA_PATH,
@@ -23,7 +22,8 @@ from shared.config import (
     load_config,
     parse_config,
 )
-from shared.graph.odata import FilterError, parse_filter
+from shared.config import schema as config_module
+from shared.odata import FilterError, parse_filter
 from shared.secrets import SecretRef
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from azure.core.credentials import AccessToken
 
-from shared.graph.auth import TokenProvider, build_credential
+from shared.credentials import build_credential
+from shared.graph.auth import TokenProvider
 from shared.graph.client import BatchStep, GraphClient
 from shared.graph.errors import BadRequest, PagingError, ServiceUnavailable, Throttled
 from shared.graph.retry import RetryPolicy, parse_retry_after

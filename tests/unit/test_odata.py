@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.graph.odata import (
+from shared.odata import (
     And,
     Call,
     Compare,

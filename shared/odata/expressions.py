@@ -1,4 +1,4 @@
-"""Microsoft Graph OData query text: build ``$filter`` values, parse and evaluate ``$filter`` and ``$search``.
+"""The OData expressions behind :mod:`shared.odata`: build ``$filter`` values, parse and evaluate ``$filter`` and ``$search``.
 
 The connector and the local Graph test-bed both use this module, so the text the connector sends and the
 way the local Graph reads it cannot drift apart.
