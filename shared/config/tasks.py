@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
+from shared.config.event_tasks import EventTask
 from shared.config.fields import ConfigModel, Name, NcrontabExpression
 from shared.config.issues import ConfigIssue, raise_if_any
 from shared.config.selections import GroupSelection, UserSelection
@@ -82,7 +83,7 @@ class ScheduledTask(ConfigModel):
 
 TASK_KINDS: tuple[type[BaseModel], ...] = (
     ScheduledTask,
-    # EventTask,  # issue 8: shared/config/event_tasks.py (import it above, then list it here)
+    EventTask,
 )
 """Every task kind the configuration accepts, told apart by their ``usage``."""
 
