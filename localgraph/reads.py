@@ -27,7 +27,7 @@ from localgraph.query import (
     project_props,
     sort_key,
 )
-from localgraph.routing import GraphRequest, GraphResponse, Router
+from localgraph.routing import GraphRequest, GraphResponse, Router, is_cast
 from localgraph.tenant import COLLECTIONS, KIND_TO_COLLECTION, DirObject
 from shared import odata
 
@@ -247,11 +247,23 @@ for _collection, _kind in COLLECTIONS.items():
 
 # ---------------------------------------------------------------------------------------- relationships
 
-_CASTS = {
-    f"microsoft.graph.{kind}": kind
-    for kind in ("user", "group", "device", "orgContact", "servicePrincipal", "application")
-}
+# The directory object types a cast segment may name on a relationship of directory objects, and on
+# deleted items. A cast is qualified by the namespace or by the schema's alias: ``microsoft.graph.user`` and
+# ``graph.user`` are the same cast (:data:`localgraph.routing.CAST`).
+CAST_KINDS = ("user", "group", "device", "orgContact", "servicePrincipal", "application")
+DELETED_ITEM_KINDS = ("user", "group", "application", "servicePrincipal", "device")
 _MEMBER_KINDS = ["user", "group", "device", "orgContact", "servicePrincipal"]
+
+
+def cast_kind(cast: str, kinds=CAST_KINDS) -> str:
+    """The kind a cast segment names (``graph.user`` -> ``user``), or 400 "Resource not found for the
+    segment" as Graph answers a cast to a type that is not derived from the collection's type."""
+    name = (schema.cast_type_name(cast) or "") if is_cast(cast) else ""
+    short = name.removeprefix(schema.NAMESPACE + ".")
+    kind = next((k for k in kinds if k.lower() == short.lower()), None)
+    if kind is None:
+        raise bad_request(f"Resource not found for the segment '{cast}'.", code="BadRequest")
+    return kind
 
 
 def _relationship(
@@ -259,10 +271,7 @@ def _relationship(
 ) -> GraphResponse:
     kinds = _MEMBER_KINDS
     if cast is not None:
-        kind = _CASTS.get(cast.lower().replace("microsoft.graph.", "microsoft.graph.").strip())
-        kind = kind or next((k for c, k in _CASTS.items() if c.lower() == cast.lower()), None)
-        if kind is None:
-            raise bad_request(f"Resource not found for the segment '{cast}'.", code="BadRequest")
+        kind = cast_kind(cast)
         objects = [obj for obj in objects if obj.kind == kind]
         kinds = [kind]
     query = _parse_page_query(
@@ -295,13 +304,18 @@ def _register_relationship(owner_collection: str, owner_kind: str, name: str, so
         owner = _lookup(ctx, owner_kind, id)
         return _relationship(ctx, req, source(ctx, owner.id), cast)
 
-    def count(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    def count(ctx: ServerContext, req: GraphRequest, id: str, cast: str | None = None) -> GraphResponse:
         owner = _lookup(ctx, owner_kind, id)
-        return _count_response(ctx, req, _MEMBER_KINDS, source(ctx, owner.id))
+        objects = source(ctx, owner.id)
+        if cast is None:
+            return _count_response(ctx, req, _MEMBER_KINDS, objects)
+        kind = cast_kind(cast)
+        return _count_response(ctx, req, [kind], [obj for obj in objects if obj.kind == kind])
 
     router.route("GET", f"/{owner_collection}/{{id}}/{name}")(handler)
     router.route("GET", f"/{owner_collection}/{{id}}/{name}/$count")(count)
     router.route("GET", f"/{owner_collection}/{{id}}/{name}/{{cast}}")(handler)
+    router.route("GET", f"/{owner_collection}/{{id}}/{name}/{{cast}}/$count")(count)
 
 
 _register_relationship("groups", "group", "members", lambda c, i: c.tenant.group_members(i))
@@ -334,8 +348,15 @@ def get_manager(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse
 
 
 @router.route("GET", "/directoryObjects/{id}")
-def get_directory_object(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+@router.route("GET", "/directoryObjects/{id}/{cast}")
+def get_directory_object(
+    ctx: ServerContext, req: GraphRequest, id: str, cast: str | None = None
+) -> GraphResponse:
     obj = ctx.tenant.get(id)
+    if cast is not None and obj.kind != cast_kind(cast):
+        # UNCONFIRMED: Graph's answer to a cast the object does not have; OData says the cast segment
+        # yields nothing, so answer as for a missing object.
+        raise not_found(id)
     body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
     body.update(
         project(obj, parse_select(req.query.get("$select"), [obj.kind], collection=False), with_type=True)
@@ -346,18 +367,21 @@ def get_directory_object(ctx: ServerContext, req: GraphRequest, id: str) -> Grap
 # ---------------------------------------------------------------------------------------- deleted items
 
 
+@router.route("GET", "/directory/deletedItems/{id}")
+def get_deleted_item(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    obj = ctx.tenant.get(id, include_deleted=True)
+    if obj.deleted is None:
+        raise not_found(id)
+    body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
+    body.update(project(obj, None, with_type=True))
+    body["deletedDateTime"] = obj.deleted
+    return GraphResponse(200, body, content_type=ODATA_JSON)
+
+
 @router.route("GET", "/directory/deletedItems/{cast}")
 def list_deleted(ctx: ServerContext, req: GraphRequest, cast: str) -> GraphResponse:
-    kind = next((k for c, k in _CASTS.items() if c.lower() == cast.lower()), None)
-    if kind not in ("user", "group", "application", "servicePrincipal", "device"):
-        # /directory/deletedItems/{id}
-        obj = ctx.tenant.get(cast, include_deleted=True)
-        if obj.deleted is None:
-            raise not_found(cast)
-        body = {"@odata.context": f"{req.base_url}/$metadata#directoryObjects/$entity"}
-        body.update(project(obj, None, with_type=True))
-        body["deletedDateTime"] = obj.deleted
-        return GraphResponse(200, body, content_type=ODATA_JSON)
+    """Deleted items of one type: Graph requires the cast (``microsoft.graph.user`` or ``graph.user``)."""
+    kind = cast_kind(cast, DELETED_ITEM_KINDS)
     query = parse_list_query(req, [kind], default_top=ctx.settings.default_page_size, max_top=999)
     objects = list(ctx.tenant.deleted_items(kind))
 

@@ -106,19 +106,34 @@ class Route:
 
 _SEGMENT_PARAM = re.compile(r"^\{(\w+)\}$")
 
+# A type-cast segment: a type name qualified by the schema's namespace or by its alias. Graph's v1.0 schema
+# declares ``Namespace="microsoft.graph" Alias="graph"``, so ``microsoft.graph.user`` and ``graph.user`` name
+# the same cast (the SDKs send the alias form) [OData CSDL 4.01 section 5.3; Graph v1.0 CSDL].
+CAST = r"(?:microsoft\.)?graph\.[A-Za-z_]\w*"
+_CAST_SEGMENT = re.compile(f"^{CAST}$", re.IGNORECASE)
+
+
+def is_cast(segment: str) -> bool:
+    """Whether a path segment is a type cast (``graph.user``, ``microsoft.graph.user``)."""
+    return _CAST_SEGMENT.match(segment) is not None
+
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """``/groups/{id}/members/$ref`` -> a case-insensitive regex with named groups.
 
-    ``delta`` also matches ``microsoft.graph.delta`` and ``delta()``, as Graph accepts both.
+    ``{cast}`` matches only a type cast; any other parameter matches a segment that is not one, so a cast
+    is never taken for an object id. ``delta`` also matches ``microsoft.graph.delta``, ``graph.delta`` and
+    ``delta()``, as Graph accepts all of them.
     """
     parts = []
     for segment in pattern.strip("/").split("/"):
         match = _SEGMENT_PARAM.match(segment)
-        if match:
-            parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        if match and match.group(1) == "cast":
+            parts.append(f"(?P<cast>{CAST})")
+        elif match:
+            parts.append(f"(?P<{match.group(1)}>(?!{CAST}(?:/|$))[^/]+)")
         elif segment == "delta":
-            parts.append(r"(?:microsoft\.graph\.)?delta(?:\(\))?")
+            parts.append(r"(?:(?:microsoft\.)?graph\.)?delta(?:\(\))?")
         else:
             parts.append(re.escape(segment))
     return re.compile("^/" + "/".join(parts) + "$", re.IGNORECASE)

@@ -51,6 +51,7 @@ class NavInfo:
     type: str
     collection: bool
     declared_by: str
+    contains_target: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,9 @@ class EntityInfo:
     open_type: bool
     properties: Mapping[str, PropertyInfo] = field(repr=False)
     navigation_properties: Mapping[str, NavInfo] = field(repr=False)
+    has_stream: bool = False
+    # property -> the $filter operators its description says it supports (Intune documents these)
+    filterable: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def short_name(self) -> str:
@@ -118,6 +122,14 @@ class _Model:
                 }
             )
 
+        def navs(owner: str, raw: Mapping[str, Any]) -> Mapping[str, NavInfo]:
+            return MappingProxyType(
+                {
+                    nav: NavInfo(nav, n["type"], n["collection"], owner, n["containsTarget"])
+                    for nav, n in raw.items()
+                }
+            )
+
         self.entities = {
             name: EntityInfo(
                 name,
@@ -125,15 +137,28 @@ class _Model:
                 raw["abstract"],
                 raw["openType"],
                 props(name, raw["properties"]),
-                MappingProxyType(
-                    {
-                        nav: NavInfo(nav, n["type"], n["collection"], name)
-                        for nav, n in raw["navigationProperties"].items()
-                    }
-                ),
+                navs(name, raw["navigationProperties"]),
+                raw["hasStream"],
+                MappingProxyType({p: tuple(ops) for p, ops in raw["filterable"].items()}),
             )
             for name, raw in document["entityTypes"].items()
         }
+        # Singleton types known by their navigation properties only (directory, deviceManagement).
+        self.navigation_only = {
+            name: EntityInfo(
+                name,
+                raw["baseType"],
+                False,
+                False,
+                MappingProxyType({}),
+                navs(name, raw["navigationProperties"]),
+            )
+            for name, raw in document["navigationOnlyTypes"].items()
+        }
+        self.aliases: dict[str, str] = dict(document["schemaAliases"])
+        self.entity_sets: dict[str, str] = dict(document["entitySets"])
+        self.singletons: dict[str, str] = dict(document["singletons"])
+        self.bound: dict[str, dict[str, str]] = document["boundOperations"]
         self.complexes = {
             name: ComplexInfo(name, raw["baseType"], raw["openType"], props(name, raw["properties"]))
             for name, raw in document["complexTypes"].items()
@@ -142,7 +167,7 @@ class _Model:
         self._navigation: dict[str, dict[str, NavInfo]] = {}
 
     def structured(self, name: str) -> EntityInfo | ComplexInfo | None:
-        return self.entities.get(name) or self.complexes.get(name)
+        return self.entities.get(name) or self.complexes.get(name) or self.navigation_only.get(name)
 
     def chain(self, name: str) -> list[EntityInfo | ComplexInfo]:
         """The type and its base types, most derived first."""
@@ -256,6 +281,69 @@ def is_open_type(type_name: str) -> bool:
 
 def metadata_source() -> str:
     return _model().source
+
+
+# --- the service's paths: entity container, aliases, bound operations -------------------------------
+
+
+def schema_alias(alias: str) -> str:
+    """The namespace a schema alias stands for (``graph`` -> ``microsoft.graph``); KeyError if none."""
+    return _model().aliases[alias]
+
+
+def cast_type_name(segment: str) -> str | None:
+    """A cast segment qualified by namespace or alias -> the qualified type name, or None when the
+    qualifier is neither (``graph.user`` and ``microsoft.graph.user`` -> ``microsoft.graph.user``)."""
+    qualifier, dot, name = segment.rpartition(".")
+    if not dot:
+        return None
+    model = _model()
+    for alias, namespace in model.aliases.items():
+        if qualifier.lower() in (alias.lower(), namespace.lower()):
+            return f"{namespace}.{name}"
+    return None
+
+
+def entity_set_type(name: str) -> str | None:
+    """The entity type of an entity set of Graph's v1.0 entity container (``users``), or None."""
+    return _model().entity_sets.get(name)
+
+
+def singleton_type(name: str) -> str | None:
+    """The type of a singleton of Graph's v1.0 entity container (``deviceManagement``), or None."""
+    return _model().singletons.get(name)
+
+
+def navigation_property(type_name: str, name: str) -> NavInfo | None:
+    """A navigation property of an extracted entity type (served or navigation-only), own or inherited."""
+    return _model().navigation(_structured_name(type_name)).get(name)
+
+
+def bound_operation(type_name: str, name: str, *, collection: bool) -> str | None:
+    """``"Function"`` or ``"Action"`` if ``name`` is bound to the type (or to a collection of it, with
+    ``collection``) or to one of its base types; otherwise None."""
+    model = _model()
+    for info in model.chain(_structured_name(type_name)):
+        key = f"Collection({info.name})" if collection else info.name
+        kind = model.bound.get(key, {}).get(name)
+        if kind is not None:
+            return kind
+    return None
+
+
+def has_stream(type_name: str) -> bool:
+    """Whether the entity type (or a base type) is a media entity (``$value``)."""
+    return any(getattr(info, "has_stream", False) for info in _model().chain(_structured_name(type_name)))
+
+
+def derives_from(type_name: str, base: str) -> bool:
+    """Whether ``type_name`` is ``base`` or derived from it."""
+    return _model().derives_from(_structured_name(type_name), _structured_name(base))
+
+
+def filterable_properties(type_name: str) -> dict[str, tuple[str, ...]]:
+    """Property -> the ``$filter`` operators the metadata's descriptions say it supports ({} if none)."""
+    return dict(entity_type(type_name).filterable)
 
 
 # --- check_shape -------------------------------------------------------------------------------------

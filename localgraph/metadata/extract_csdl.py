@@ -11,6 +11,16 @@ complex base types and complex types derived from a reachable one, so that a val
 in ``@odata.type`` can be checked). Navigation properties are recorded (name, target type, collection
 flag) but not followed.
 
+For the paths the local Graph serves (and the test that checks every one of its routes against v1.0),
+it also records: the schemas' aliases (``graph`` -> ``microsoft.graph``: ``graph.user`` is a valid cast);
+every entity set and singleton of the entity container with its type; the navigation properties of the
+singletons' types that the local Graph serves paths under (``NAVIGATION_ONLY_TYPES``: ``directory``,
+``deviceManagement``), without their structural properties; the functions and actions bound to each
+extracted type or to a collection of it; which entity types have a media stream (``$value``); and, per
+property, the ``$filter`` operators its description says are supported ("Supports $filter operator 'eq'
+and 'or'." on Intune's managedDevice: Intune documents filterability in descriptions, not in
+``Capabilities.FilterRestrictions``).
+
 Type names are normalized to their namespace-qualified form (``graph.user`` -> ``microsoft.graph.user``,
 whatever alias a schema declares). Type maps are sorted by name; properties, navigation properties and
 enum members keep their CSDL declaration order, which ``localgraph.schema`` relies on.
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -49,7 +60,16 @@ SERVED_ENTITY_TYPES = (
     "microsoft.graph.domain",
 )
 
+# Singleton types the local Graph serves paths under: only their navigation properties are extracted.
+NAVIGATION_ONLY_TYPES = ("microsoft.graph.directory", "microsoft.graph.deviceManagement")
+
 DEFAULT_OUTPUT = Path(__file__).with_name("graph-v1.0-types.json")
+
+CORE_DESCRIPTION = "Org.OData.Core.V1.Description"
+# "Supports $filter operator 'eq' and 'or'.", "Supports $filter operator 'lt' and 'gt'.",
+# "Supports $filter operator 'eq', not combine with count."
+_FILTER_SENTENCE = re.compile(r"Supports \$filter operators? ((?:'\w+'(?:, | and | or |,? )?)+)")
+_QUOTED = re.compile(r"'(\w+)'")
 
 
 class CsdlError(Exception):
@@ -64,6 +84,10 @@ class _Model:
         self.entity: dict[str, ET.Element] = {}
         self.complex: dict[str, ET.Element] = {}
         self.enum: dict[str, ET.Element] = {}
+        self.aliases: dict[str, str] = {}  # alias -> namespace, as declared
+        self.containers: list[ET.Element] = []
+        self.operations: list[ET.Element] = []  # bound functions and actions
+        self.annotations: dict[str, list[ET.Element]] = {}  # qualified target -> <Annotation>s
         schemas = list(root.iter(f"{EDM}Schema"))
         if not schemas:
             raise CsdlError("no <Schema> elements: is this an OData v4 CSDL document?")
@@ -72,9 +96,18 @@ class _Model:
             self.namespaces[namespace] = namespace
             if alias := schema.get("Alias"):
                 self.namespaces[alias] = namespace
+                self.aliases[alias] = namespace
         for schema in schemas:
             namespace = schema.attrib["Namespace"]
             for element in schema:
+                if element.tag == f"{EDM}EntityContainer":
+                    self.containers.append(element)
+                elif element.tag in (f"{EDM}Function", f"{EDM}Action") and element.get("IsBound") == "true":
+                    self.operations.append(element)
+                elif element.tag == f"{EDM}Annotations":
+                    self.annotations.setdefault(self.qualify_target(element.attrib["Target"]), []).extend(
+                        _members(element, "Annotation")
+                    )
                 kind = {
                     f"{EDM}EntityType": self.entity,
                     f"{EDM}ComplexType": self.complex,
@@ -95,6 +128,23 @@ class _Model:
         if not dot or prefix not in self.namespaces:
             raise CsdlError(f"type reference {raw!r} has no known namespace or alias")
         return f"{self.namespaces[prefix]}.{name}"
+
+    def qualify_target(self, raw: str) -> str:
+        """An annotation target ``graph.managedDevice/deviceName`` -> ``microsoft.graph.managedDevice/deviceName``;
+        targets that are not a type or a type's member (operations, containers) are kept as written."""
+        head, slash, member = raw.partition("/")
+        if "(" in head:
+            return raw
+        try:
+            return self.qualify(head) + slash + member
+        except CsdlError:
+            return raw
+
+    def description(self, target: str) -> str:
+        for annotation in self.annotations.get(target, ()):
+            if annotation.get("Term") == CORE_DESCRIPTION:
+                return annotation.get("String", "")
+        return ""
 
     def type_ref(self, raw: str) -> tuple[str, bool]:
         """A property's ``Type`` attribute -> (qualified element type, is collection)."""
@@ -142,12 +192,63 @@ def _navigation_properties(model: _Model, owner: str, element: ET.Element) -> di
         if name in navigation:
             raise CsdlError(f"{owner}.{name} is declared twice")
         type_name, collection = model.type_ref(prop.attrib["Type"])
-        navigation[name] = {"collection": collection, "type": type_name}
+        navigation[name] = {
+            "collection": collection,
+            "containsTarget": _bool_attr(prop, "ContainsTarget", False),
+            "type": type_name,
+        }
     return navigation
 
 
-def extract(root: ET.Element, served: tuple[str, ...] = SERVED_ENTITY_TYPES) -> dict[str, Any]:
-    """The JSON document for ``served`` (namespace-qualified entity type names) from a parsed CSDL."""
+def _filterable(model: _Model, owner: str, element: ET.Element) -> dict[str, list[str]]:
+    """Property -> the ``$filter`` operators its description says it supports (declaration order)."""
+    found: dict[str, list[str]] = {}
+    for prop in _members(element, "Property"):
+        name = prop.attrib["Name"]
+        match = _FILTER_SENTENCE.search(model.description(f"{owner}/{name}"))
+        if match:
+            found[name] = _QUOTED.findall(match.group(1))
+    return found
+
+
+def _entity_container(model: _Model) -> tuple[dict[str, str], dict[str, str]]:
+    entity_sets: dict[str, str] = {}
+    singletons: dict[str, str] = {}
+    for container in model.containers:
+        for element in container:
+            if element.tag == f"{EDM}EntitySet":
+                entity_sets[element.attrib["Name"]] = model.qualify(element.attrib["EntityType"])
+            elif element.tag == f"{EDM}Singleton":
+                singletons[element.attrib["Name"]] = model.qualify(element.attrib["Type"])
+    if not entity_sets:
+        raise CsdlError("no <EntityContainer> with entity sets")
+    return dict(sorted(entity_sets.items())), dict(sorted(singletons.items()))
+
+
+def _bound_operations(model: _Model, binding_types: set[str]) -> dict[str, dict[str, str]]:
+    """``type`` or ``Collection(type)`` -> {operation name: "Function" | "Action"}, for bindings to
+    ``binding_types`` (overloads share one entry)."""
+    bound: dict[str, dict[str, str]] = {}
+    for operation in model.operations:
+        parameters = _members(operation, "Parameter")
+        if not parameters:
+            raise CsdlError(f"bound operation {operation.get('Name')} has no binding parameter")
+        type_name, collection = model.type_ref(parameters[0].attrib["Type"])
+        if type_name not in binding_types:
+            continue
+        key = f"Collection({type_name})" if collection else type_name
+        kind = operation.tag.removeprefix(EDM)
+        bound.setdefault(key, {})[operation.attrib["Name"]] = kind
+    return {key: dict(sorted(names.items())) for key, names in sorted(bound.items())}
+
+
+def extract(
+    root: ET.Element,
+    served: tuple[str, ...] = SERVED_ENTITY_TYPES,
+    navigation_only: tuple[str, ...] = NAVIGATION_ONLY_TYPES,
+) -> dict[str, Any]:
+    """The JSON document for ``served`` (namespace-qualified entity type names) from a parsed CSDL, with
+    only the navigation properties of ``navigation_only``."""
     model = _Model(root)
 
     derived_complex: dict[str, list[str]] = {}
@@ -196,10 +297,27 @@ def extract(root: ET.Element, served: tuple[str, ...] = SERVED_ENTITY_TYPES) -> 
         entity_types[name] = {
             "abstract": _bool_attr(element, "Abstract", False),
             "baseType": model.base_type(element),
+            "filterable": _filterable(model, name, element),
+            "hasStream": _bool_attr(element, "HasStream", False),
             "navigationProperties": _navigation_properties(model, name, element),
             "openType": _bool_attr(element, "OpenType", False),
             "properties": _properties(model, name, element),
         }
+    navigation_types = {}
+    for name in sorted(navigation_only):
+        if name not in model.entity:
+            raise CsdlError(f"entity type {name} is not in the CSDL")
+        if name in entity_names:
+            raise CsdlError(f"entity type {name} is both served and navigation-only")
+        element = model.entity[name]
+        base = model.base_type(element)
+        if base is not None and base not in entity_names:
+            raise CsdlError(f"base type {base} of navigation-only type {name} is not extracted")
+        navigation_types[name] = {
+            "baseType": base,
+            "navigationProperties": _navigation_properties(model, name, element),
+        }
+    entity_sets, singletons = _entity_container(model)
     complex_types = {}
     for name in sorted(complex_names):
         element = model.complex[name]
@@ -216,9 +334,14 @@ def extract(root: ET.Element, served: tuple[str, ...] = SERVED_ENTITY_TYPES) -> 
             "members": [member.attrib["Name"] for member in _members(element, "Member")],
         }
     return {
+        "boundOperations": _bound_operations(model, entity_names | set(navigation_types)),
         "complexTypes": complex_types,
+        "entitySets": entity_sets,
         "entityTypes": entity_types,
         "enumTypes": enum_types,
+        "navigationOnlyTypes": navigation_types,
+        "schemaAliases": dict(sorted(model.aliases.items())),
+        "singletons": singletons,
         "source": SOURCE,
     }
 
@@ -263,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wrote {args.output} ({len(text.encode()):,} bytes): "
         f"{len(document['entityTypes'])} entity, {len(document['complexTypes'])} complex, "
-        f"{len(document['enumTypes'])} enum types"
+        f"{len(document['enumTypes'])} enum types, {len(document['entitySets'])} entity sets, "
+        f"{len(document['singletons'])} singletons"
     )
     return 0
 

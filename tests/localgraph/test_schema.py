@@ -218,11 +218,19 @@ def problems_for(type_name: str, obj: dict, **changes: object) -> list[str]:
 
 def test_committed_json_has_the_documented_shape() -> None:
     document = json.loads(TYPES_JSON.read_text(encoding="utf-8"))
-    assert set(document) == {"source", "entityTypes", "complexTypes", "enumTypes"}
+    assert set(document) == {
+        "source", "entityTypes", "complexTypes", "enumTypes", "schemaAliases", "entitySets", "singletons",
+        "navigationOnlyTypes", "boundOperations",
+    }  # fmt: skip
     assert "msgraph-metadata" in document["source"] and "extract_csdl.py" in document["source"]
     assert set(document["entityTypes"]) == {G + name for name in [*SERVED, "entity"]}
     for entity in document["entityTypes"].values():
-        assert set(entity) == {"baseType", "openType", "abstract", "properties", "navigationProperties"}
+        assert set(entity) == {
+            "baseType", "openType", "abstract", "properties", "navigationProperties", "hasStream", "filterable",
+        }  # fmt: skip
+        for nav in entity["navigationProperties"].values():
+            assert set(nav) == {"type", "collection", "containsTarget"}
+    assert set(document["navigationOnlyTypes"]) == {G + "directory", G + "deviceManagement"}
     for complex_ in document["complexTypes"].values():
         assert set(complex_) == {"baseType", "openType", "properties"}
     for enum in document["enumTypes"].values():
@@ -244,7 +252,14 @@ def test_committed_json_is_closed_and_canonical() -> None:
     # Written by the extractor's own serializer: hand edits or a reformat would show up here.
     assert extract_csdl.dumps(document) + "\n" == text
     assert list(document) == sorted(document)
-    for section in ("entityTypes", "complexTypes", "enumTypes"):
+    for section in (
+        "entityTypes",
+        "complexTypes",
+        "enumTypes",
+        "entitySets",
+        "singletons",
+        "boundOperations",
+    ):
         assert list(document[section]) == sorted(document[section])
 
 
@@ -313,6 +328,42 @@ def test_other_served_types() -> None:
     assert schema.structural_properties("keyCredential")["key"].type == "Edm.Binary"
     assert schema.structural_properties("extensionProperty").keys() >= {"name", "dataType", "targetObjects"}
     assert schema.structural_properties("device")["deviceId"].type == "Edm.String"
+
+
+def test_paths_facts() -> None:
+    """The entity container, the alias and bound operations, as Graph's v1.0 CSDL declares them."""
+    assert schema.schema_alias("graph") == "microsoft.graph"
+    assert schema.cast_type_name("graph.user") == schema.cast_type_name("microsoft.graph.user") == G + "user"
+    assert schema.cast_type_name("beta.user") is None
+    assert schema.entity_set_type("users") == G + "user"
+    assert schema.entity_set_type("contacts") == G + "orgContact"
+    assert schema.entity_set_type("administrativeUnits") is None  # v1.0: only /directory/administrativeUnits
+    assert schema.singleton_type("deviceManagement") == G + "deviceManagement"
+    detected = schema.navigation_property("deviceManagement", "detectedApps")
+    assert (detected.type, detected.collection, detected.contains_target) == (G + "detectedApp", True, True)
+    assert schema.navigation_property("managedDevice", "detectedApps") is None  # beta only
+    assert schema.navigation_property("detectedApp", "managedDevices").type == G + "managedDevice"
+    assert schema.navigation_property("directory", "deletedItems").type == G + "directoryObject"
+    assert schema.bound_operation("user", "delta", collection=True) == "Function"
+    assert schema.bound_operation("managedDevice", "delta", collection=True) is None  # no delta for Intune
+    assert schema.bound_operation("directoryObject", "getByIds", collection=True) == "Action"
+    assert schema.bound_operation("user", "restore", collection=False) == "Action"  # bound to directoryObject
+    assert schema.has_stream("profilePhoto") and not schema.has_stream("user")
+    assert schema.derives_from("group", "directoryObject") and not schema.derives_from(
+        "directoryObject", "user"
+    )
+
+
+def test_managed_device_filterable_properties_from_descriptions() -> None:
+    filterable = schema.filterable_properties("managedDevice")
+    assert filterable["complianceState"] == ("eq", "or")
+    assert filterable["deviceName"] == ("eq", "contains")
+    assert filterable["lastSyncDateTime"] == ("lt", "gt")
+    assert filterable["azureADDeviceId"] == ("eq",)
+    assert filterable["userPrincipalName"] == ("eq", "ne")
+    assert "userId" not in filterable and "deviceEnrollmentType" not in filterable
+    assert len(filterable) == 20
+    assert schema.filterable_properties("user") == {}
 
 
 def test_name_forms_and_unknown_names() -> None:
@@ -592,6 +643,26 @@ MINI_CSDL = """<?xml version="1.0" encoding="utf-8"?>
       <EntityType Name="other" BaseType="graph.entity">
         <Property Name="u" Type="graph.unreached"/>
       </EntityType>
+      <EntityType Name="root" BaseType="graph.entity">
+        <NavigationProperty Name="things" Type="Collection(graph.thing)" ContainsTarget="true"/>
+      </EntityType>
+      <EntityType Name="media" BaseType="graph.entity" HasStream="true"/>
+      <Function Name="delta" IsBound="true" EntitySetPath="bindingParameter">
+        <Parameter Name="bindingParameter" Type="Collection(graph.thing)"/>
+        <ReturnType Type="Collection(graph.thing)"/>
+      </Function>
+      <Action Name="poke" IsBound="true"><Parameter Name="bindingParameter" Type="graph.entity"/></Action>
+      <Action Name="ignored" IsBound="true"><Parameter Name="bindingParameter" Type="graph.other"/></Action>
+      <EntityContainer Name="GraphService">
+        <EntitySet Name="things" EntityType="microsoft.graph.thing"/>
+        <Singleton Name="root" Type="graph.root"/>
+      </EntityContainer>
+      <Annotations Target="microsoft.graph.thing/zeta">
+        <Annotation Term="Org.OData.Core.V1.Description" String="Zeta. Supports $filter operator 'eq' and 'or'."/>
+      </Annotations>
+      <Annotations Target="graph.thing/alpha">
+        <Annotation Term="Org.OData.Core.V1.Description" String="Alpha. Supports: $select."/>
+      </Annotations>
     </Schema>
     <Schema Namespace="microsoft.graph.security" Alias="self" xmlns="http://docs.oasis-open.org/odata/ns/edm">
       <ComplexType Name="label"><Property Name="perms" Type="graph.perms" Nullable="false"/></ComplexType>
@@ -602,7 +673,7 @@ MINI_CSDL = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def test_extractor_on_inline_csdl() -> None:
-    document = extract_csdl.extract(ET.fromstring(MINI_CSDL), ("microsoft.graph.thing",))
+    document = extract_csdl.extract(ET.fromstring(MINI_CSDL), ("microsoft.graph.thing",), (G + "root",))
     assert list(document["entityTypes"]) == [G + "entity", G + "thing"]
     thing = document["entityTypes"][G + "thing"]
     assert thing["baseType"] == G + "entity" and thing["openType"] and not thing["abstract"]
@@ -611,8 +682,25 @@ def test_extractor_on_inline_csdl() -> None:
     assert thing["properties"]["alpha"] == {"type": G + "shape", "collection": True, "nullable": False}
     assert thing["properties"]["tag"]["type"] == "microsoft.graph.security.label"  # alias "self"
     assert thing["navigationProperties"] == {
-        "parent": {"type": G + "thing", "collection": False},
-        "others": {"type": G + "other", "collection": True},
+        "parent": {"type": G + "thing", "collection": False, "containsTarget": False},
+        "others": {"type": G + "other", "collection": True, "containsTarget": True},
+    }
+    assert thing["filterable"] == {"zeta": ["eq", "or"]} and not thing["hasStream"]
+    assert document["schemaAliases"] == {"graph": "microsoft.graph", "self": "microsoft.graph.security"}
+    assert document["entitySets"] == {"things": G + "thing"}
+    assert document["singletons"] == {"root": G + "root"}
+    assert document["navigationOnlyTypes"] == {
+        G + "root": {
+            "baseType": G + "entity",
+            "navigationProperties": {
+                "things": {"type": G + "thing", "collection": True, "containsTarget": True}
+            },
+        }
+    }
+    # Operations bound to extracted types only (``ignored`` is bound to ``other``, which is not extracted).
+    assert document["boundOperations"] == {
+        f"Collection({G}thing)": {"delta": "Function"},
+        G + "entity": {"poke": "Action"},
     }
     # circle is derived from a reachable type; navigation targets are not followed.
     assert set(document["complexTypes"]) == {G + "shape", G + "circle", "microsoft.graph.security.label"}
@@ -623,7 +711,9 @@ def test_extractor_on_inline_csdl() -> None:
     }
     assert document["entityTypes"][G + "entity"]["abstract"]
     with pytest.raises(extract_csdl.CsdlError):
-        extract_csdl.extract(ET.fromstring(MINI_CSDL), ("microsoft.graph.nothing",))
+        extract_csdl.extract(ET.fromstring(MINI_CSDL), ("microsoft.graph.nothing",), ())
+    with pytest.raises(extract_csdl.CsdlError, match="not in the CSDL"):
+        extract_csdl.extract(ET.fromstring(MINI_CSDL), ("microsoft.graph.thing",), (G + "nowhere",))
 
 
 CLI = "import sys; from localgraph.metadata.extract_csdl import main; sys.exit(main())"
