@@ -1,4 +1,4 @@
-"""The per-process objects a run needs: settings, storage clients and stores, Graph token providers.
+"""The per-process objects a run needs: settings, storage clients and stores, Graph clients.
 
 Created lazily, once per process, and reused across invocations (Functions keeps the worker warm); no
 import-time side effects. Tests and the CLI build their own with explicit settings.
@@ -6,6 +6,7 @@ import-time side effects. Tests and the CLI build their own with explicit settin
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from azure.storage.blob import ContainerClient
 from shared.config import Connector
 from shared.credentials import build_credential
 from shared.graph.auth import TokenProvider
+from shared.graph.client import GraphClient
+from shared.retry import RetryPolicy
 from shared.secrets import AzureKeyVaultReader
 from shared.settings import Settings
 from shared.storage.clients import StorageClients
@@ -29,6 +32,7 @@ class Services:
     settings: Settings
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     _tokens: dict[str, tuple[str, TokenProvider]] = field(default_factory=dict)
+    _graphs: dict[str, tuple[str, asyncio.AbstractEventLoop, GraphClient]] = field(default_factory=dict)
 
     @cached_property
     def storage(self) -> StorageClients:
@@ -62,7 +66,7 @@ class Services:
     def key_vault(self) -> AzureKeyVaultReader:
         from azure.identity import ManagedIdentityCredential
 
-        client_id = self.environ.get("AZURE_CLIENT_ID") or None
+        client_id = self.settings.azure_client_id
         return AzureKeyVaultReader(ManagedIdentityCredential(client_id=client_id))
 
     def tokens(self, connector: Connector) -> TokenProvider:
@@ -80,6 +84,36 @@ class Services:
             cached = (signature, TokenProvider(credential(), connector.scope, renew=credential))
             self._tokens[connector.name] = cached
         return cached[1]
+
+    def graph(self, connector: Connector) -> GraphClient:
+        """THE Graph client of a connector in this process: one connection pool, shared by every run and
+        activity (each opens its own ``client.context(deadline=...)`` for its deadline and statistics).
+
+        A changed connector definition gets a new client; so does another event loop (an httpx pool
+        belongs to the loop it was opened on).
+        """
+        signature = connector.model_dump_json()
+        loop = asyncio.get_running_loop()
+        cached = self._graphs.get(connector.name)
+        if cached is None or cached[0] != signature or cached[1] is not loop or cached[2].closed:
+            client = GraphClient(
+                connector.graph_root,
+                self.tokens(connector),
+                verify=self.graph_verify(),
+                policy=RetryPolicy(backoff_base_s=self.settings.graph_backoff_s),
+                max_connections=max(16, 2 * self.settings.graph_concurrency),
+            )
+            cached = (signature, loop, client)
+            self._graphs[connector.name] = cached
+        return cached[2]
+
+    async def aclose(self) -> None:
+        """Close the Graph clients this process opened on the running loop (end of a CLI command, a test)."""
+        loop = asyncio.get_running_loop()
+        for name, (_, owner, client) in list(self._graphs.items()):
+            if owner is loop:
+                await client.close()
+                del self._graphs[name]
 
     def graph_verify(self) -> ssl.SSLContext | bool:
         bundle = self.settings.ca_bundle

@@ -244,7 +244,7 @@ class ViewMerge:
             answers = await self.client.batch(steps)
             for step in steps:
                 answer = answers[step.id]
-                if answer.status == 404:
+                if answer.missing:
                     continue
                 if not answer.ok:
                     raise answer.error(step)

@@ -108,7 +108,7 @@ class MemberReader:
         follow = []
         for step, gid in zip(steps, group_ids, strict=True):
             answer = answers[step.id]
-            if answer.status == 404:
+            if answer.missing:
                 results[gid] = None
                 continue
             if not answer.ok:

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
 from shared.config import Config, ScheduledTask
 from shared.extract import view
 from shared.extract.full import FullRead, membership_index
@@ -32,7 +30,7 @@ from shared.extract.members import MemberReader
 from shared.extract.streams import Scope, StreamPlan, membership_groups
 from shared.graph.client import GraphClient
 from shared.graph.errors import DeltaTokenExpired, GraphError
-from shared.graph.retry import RetryPolicy
+from shared.retry import transient
 from shared.services import Services
 from shared.storage import blobs
 from shared.storage.lease import TaskLease
@@ -181,22 +179,12 @@ class TaskRun:
             and saved.fingerprint == self._checkpoint_fingerprint()
             else None
         )
-        tokens = self.services.tokens(self.connector)  # resolves the connector's secret references
-        client = GraphClient(
-            self.connector.graph_root,
-            tokens,
-            verify=self.services.graph_verify(),
-            policy=RetryPolicy(backoff_base_s=settings.graph_backoff_s),
-            deadline=time.monotonic() + settings.run_deadline_s,
-        )
-        try:
-            await self._execute(record, client)
-        finally:
-            record.requests = {
-                **client.stats.as_dict(),
-                "token_acquisitions": tokens.acquisitions,
-            }
-            await client.close()
+        client = self.services.graph(self.connector)  # resolves the connector's secret references
+        async with client.context(deadline=time.monotonic() + settings.run_deadline_s) as call:
+            try:
+                await self._execute(record, client)
+            finally:
+                record.requests = {**call.stats.as_dict(), "token_acquisitions": client.tokens.acquisitions}
 
     async def _execute(self, record: RunRecord, client: GraphClient) -> None:
         reader = MemberReader(client, self.services.settings.graph_concurrency)
@@ -431,15 +419,6 @@ async def run_task(
     finally:
         await lease.release()
     return await _finish(history, record, "succeeded", None)
-
-
-def transient(exc: BaseException) -> bool:
-    """Worth another delivery of the queue message (the checkpoint is kept for it)."""
-    if isinstance(exc, GraphError):
-        return exc.action == "retry"
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return True  # storage or identity platform unreachable, after the SDK's own retries
-    return isinstance(exc, HttpResponseError) and (exc.status_code or 0) in (408, 429, 500, 502, 503, 504)
 
 
 async def _finish(

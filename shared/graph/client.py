@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -29,6 +31,7 @@ from shared.graph.auth import TokenProvider
 from shared.graph.errors import (
     BadRequest,
     GraphError,
+    NotFound,
     PagingError,
     ServiceUnavailable,
     Throttled,
@@ -36,7 +39,8 @@ from shared.graph.errors import (
     redact_url,
     translate,
 )
-from shared.graph.retry import IDEMPOTENT, RetryPolicy, parse_retry_after
+from shared.logs import graph_request_id
+from shared.retry import IDEMPOTENT, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,11 @@ class BatchResult:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    @property
+    def missing(self) -> bool:
+        """The step's object does not exist (Graph said not found): a definite answer, not a failure."""
+        return not self.ok and isinstance(self.error(), NotFound)
+
     def error(self, step: BatchStep | None = None) -> GraphError:
         body = self.body if isinstance(self.body, dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -123,7 +132,53 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
+class BearerAuth(httpx.Auth):
+    """The connector's token on every request; after a 401, one new token and one more try.
+
+    An ``httpx.Auth`` flow sees the response, so "renew once on 401" lives here and not in the retry loop
+    (httpx/_auth.py). A second 401 is Graph's final word and reaches the caller as AuthenticationFailed.
+    """
+
+    def __init__(self, tokens: TokenProvider) -> None:
+        self.tokens = tokens
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self.tokens.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            self.tokens.invalidate(token)
+            request.headers["Authorization"] = f"Bearer {await self.tokens.token()}"
+            yield request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("the Graph client is async only")
+        yield request  # pragma: no cover
+
+
+@dataclass
+class CallContext:
+    """One caller's use of a shared client: its deadline and what its requests cost.
+
+    Runs and activities share one client per connector; each opens its own context
+    (``async with client.context(deadline=...) as call``), and every request made from that task (and the
+    tasks it starts) counts there and stops retrying at that deadline.
+    """
+
+    deadline: float | None = None  # time.monotonic() value after which no retry wait starts
+    stats: RequestStats = field(default_factory=RequestStats)
+
+    def remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+
+_current_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("graph_call", default=None)
+
+
 class GraphClient:
+    """One per connector per process (``Services.graph``): a pooled HTTP client, safe to share between
+    concurrent runs and activities, each of which opens its own :meth:`context`."""
+
     def __init__(
         self,
         graph_root: str,
@@ -141,25 +196,68 @@ class GraphClient:
         self.host = urlsplit(root).netloc.lower()
         self.tokens = tokens
         self.policy = policy or RetryPolicy()
-        self.deadline = deadline  # time.monotonic() value after which no retry wait starts
-        self.stats = RequestStats()
+        self._default = CallContext(deadline)  # requests made outside any context()
         self._http = httpx.AsyncClient(
+            auth=BearerAuth(tokens),
             verify=verify,
             timeout=httpx.Timeout(timeout_s, connect=30.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"Accept": "application/json", "User-Agent": "entra-graph-connector/0.1"},
             transport=transport,
             http2=False,
+            event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
 
     async def close(self) -> None:
         await self._http.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
 
     async def __aenter__(self) -> GraphClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # ------------------------------------------------------------------------------------- contexts
+    @contextlib.asynccontextmanager
+    async def context(self, *, deadline: float | None = None) -> AsyncIterator[CallContext]:
+        """A call context for the requests made inside it (``deadline``: a ``time.monotonic()`` value)."""
+        call = CallContext(deadline)
+        token = _current_call.set(call)
+        try:
+            yield call
+        finally:
+            _current_call.reset(token)
+
+    @property
+    def call(self) -> CallContext:
+        """The current caller's context (the client's own outside any :meth:`context`)."""
+        return _current_call.get() or self._default
+
+    @property
+    def stats(self) -> RequestStats:
+        return self.call.stats
+
+    @property
+    def deadline(self) -> float | None:
+        return self.call.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.call.deadline = value
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        self.call.stats.http_calls += 1
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        by_status = self.call.stats.by_status
+        by_status[response.status_code] = by_status.get(response.status_code, 0) + 1
+        request_id = response.headers.get("request-id")
+        if request_id:
+            graph_request_id.set(request_id)
 
     # ------------------------------------------------------------------------------------------ URLs
     def url(self, path_or_url: str, params: Mapping[str, str] | None = None) -> str:
@@ -186,14 +284,12 @@ class GraphClient:
         return absolute[len(self.base_url) :] if absolute.startswith(self.base_url) else absolute
 
     # ------------------------------------------------------------------------------------- requests
-    def _remaining(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
-
     async def _wait(self, seconds: float, error: GraphError) -> None:
-        if seconds > self._remaining():
+        call = self.call
+        if seconds > call.remaining():
             raise error
-        self.stats.retries += 1
-        self.stats.waited_s += seconds
+        call.stats.retries += 1
+        call.stats.waited_s += seconds
         await asyncio.sleep(seconds)
 
     async def send(
@@ -212,41 +308,36 @@ class GraphClient:
         rule_method = (retry_as or method).upper()
         url = self.url(path_or_url, params)
         attempt = 0
-        renewed = False
         while True:
             attempt += 1
-            token = await self.tokens.token()
-            request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
             try:
-                self.stats.http_calls += 1
                 response = await self._http.request(
-                    method, url, headers=request_headers, json=json_body, content=content
+                    method, url, headers=headers, json=json_body, content=content
                 )
             except httpx.TransportError as exc:
-                wait = self.policy.after_exception(rule_method, exc, attempt)
-                error = ServiceUnavailable(f"{type(exc).__name__}: {exc}", method=method, url=redact_url(url))
-                if wait is None:
+                decision = self.policy.decide_exception(rule_method, exc, attempt)
+                error = ServiceUnavailable(
+                    f"{type(exc).__name__}: {exc}", method=method, url=redact_url(url), action=decision.action
+                )
+                if decision.wait_s is None:
                     raise error from exc
-                log.warning("graph transport error, retrying in %.1fs: %s", wait, error)
-                await self._wait(wait, error)
+                log.warning("graph transport error, retrying in %.1fs: %s", decision.wait_s, error)
+                await self._wait(decision.wait_s, error)
                 continue
             status = response.status_code
-            self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
             if status < 400:
                 return response
-            if status == 401 and not renewed:
-                renewed = True
-                self.tokens.invalidate(token)
-                continue
             if status == 429:
-                self.stats.throttled += 1
+                self.call.stats.throttled += 1
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = self.policy.after_status(rule_method, status, attempt, retry_after)
-            error = from_response(response)
-            if wait is None:
+            decision = self.policy.decide_status(rule_method, status, attempt, retry_after)
+            error = from_response(response, decision.action)
+            if decision.wait_s is None:
                 raise error
-            log.info("graph %s %s answered %s, retrying in %.1fs", method, redact_url(url), status, wait)
-            await self._wait(wait, error)
+            log.info(
+                "graph %s %s answered %s, retrying in %.1fs", method, redact_url(url), status, decision.wait_s
+            )
+            await self._wait(decision.wait_s, error)
 
     async def get_json(
         self,
@@ -256,7 +347,8 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         response = await self.send("GET", path_or_url, params=params, headers=headers)
-        return response.json()
+        data: dict[str, Any] = response.json()
+        return data
 
     # ------------------------------------------------------------------------------------ page loop
     async def pages(
@@ -304,8 +396,9 @@ class GraphClient:
         attempt = 0
         while pending:
             attempt += 1
-            self.stats.batch_calls += 1
-            self.stats.batch_steps += len(pending)
+            stats = self.call.stats
+            stats.batch_calls += 1
+            stats.batch_steps += len(pending)
             # The envelope is a POST, but re-sending it is safe when every step is idempotent: a 503 or
             # a dropped connection then costs a retry, not the run.
             reads_only = all(s.method.upper() in IDEMPOTENT for s in pending)
@@ -328,12 +421,14 @@ class GraphClient:
                 result = BatchResult(step.id, int(answer["status"]), answer.get("headers") or {}, body)
                 results[step.id] = result
                 if result.status == 429:
-                    self.stats.throttled += 1
+                    stats.throttled += 1
+                if result.ok:
+                    continue
                 retry_after = parse_retry_after(_header(result.headers, "Retry-After"))
-                wait = self.policy.after_status(step.method, result.status, attempt, retry_after)
-                if wait is not None and (result.status == 429 or step.method in IDEMPOTENT):
+                decision = self.policy.decide_status(step.method, result.status, attempt, retry_after)
+                if decision.wait_s is not None:
                     retry.append(step)
-                    waits.append(wait)
+                    waits.append(decision.wait_s)
             if not retry:
                 break
             first = results[retry[0].id]

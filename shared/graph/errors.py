@@ -1,8 +1,9 @@
-"""Graph errors, translated in ONE place and classified by what the caller must do next.
+"""Graph errors, translated in ONE place and classified by what the caller must do next (:class:`Action`).
 
 Graph answers ``{"error": {"code", "message", "innerError": {"request-id", ...}, "details"?}}``. Clients branch
-on ``code`` and the status, never on ``message`` (Graph's documented contract). :func:`translate` is the only
-place that looks at a failed response's status; everything else catches these classes.
+on ``code`` and the status, never on ``message`` (Graph's documented contract, docs/graph-behaviour.md
+section 6); the one exception is cited where it is made. :func:`translate` is the only place that looks at a
+failed response's status; everything else catches these classes or asks for their ``action``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from typing import Any
 
 import httpx
 
+from shared.retry import Action
+
 
 class GraphError(Exception):
     """A failed Graph call. ``status`` 0 means no HTTP answer (connection failure, deadline)."""
 
-    #: what the caller should do: "fix" (bad request/config), "retry" (transient), "resync" (delta token),
-    #: "lookup" (outcome of a write unknown), "none" (a definite answer such as not found).
-    action = "fix"
+    #: what the caller should do next (a class default; the retry table may say otherwise for one error)
+    action: Action = Action.FIX
 
     def __init__(
         self,
@@ -29,8 +31,11 @@ class GraphError(Exception):
         details: list[dict[str, Any]] | None = None,
         method: str = "",
         url: str = "",
+        action: Action | None = None,
     ) -> None:
         super().__init__(message)
+        if action is not None:
+            self.action = action
         self.status = status
         self.code = code
         self.message = message
@@ -57,13 +62,13 @@ class BadRequest(GraphError):
 class NotFound(GraphError):
     """404: the object (or the member, the manager, the photo) does not exist."""
 
-    action = "none"
+    action = Action.NONE
 
 
 class Conflict(BadRequest):
     """A uniqueness conflict (``details[].code == ObjectConflict``) or an already existing reference."""
 
-    action = "none"
+    action = Action.NONE
 
 
 class AuthenticationFailed(GraphError):
@@ -77,20 +82,20 @@ class Forbidden(GraphError):
 class Throttled(GraphError):
     """429 that outlasted the run's deadline."""
 
-    action = "retry"
+    action = Action.RETRY
 
 
 class ServiceUnavailable(GraphError):
     """5xx, connection failures, timeouts: transient, or the outcome of a write is unknown."""
 
-    action = "retry"
+    action = Action.RETRY
 
 
 class DeltaTokenExpired(GraphError):
     """A delta link Graph no longer honours (``syncStateNotFound``, ``resyncRequired``, 410 Gone):
     the caller must start a full resync."""
 
-    action = "resync"
+    action = Action.RESYNC
 
 
 class PagingError(GraphError):
@@ -105,7 +110,11 @@ _BY_STATUS: dict[int, type[GraphError]] = {
     429: Throttled,
 }
 _DELTA_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
-_ALREADY_EXISTS = "already exist"
+# Adding a member that is already in the group answers 400 ``Request_BadRequest``, a code shared with every
+# other bad request; Graph documents the case ("returns 400 Bad Request ... when the object is already a
+# member of the group", https://learn.microsoft.com/graph/api/group-post-members) but gives it no code of its
+# own, so this one case is told by its documented message (docs/graph-behaviour.md section 6).
+_MEMBER_ALREADY_PRESENT = "one or more added object references already exist"
 
 
 def parse_error_body(response: httpx.Response) -> dict[str, Any]:
@@ -135,7 +144,7 @@ def translate(
         cls = ServiceUnavailable
     elif status == 400 and (
         any(isinstance(d, dict) and d.get("code") == "ObjectConflict" for d in details or ())
-        or _ALREADY_EXISTS in message.lower()
+        or (code == "Request_BadRequest" and message.lower().startswith(_MEMBER_ALREADY_PRESENT))
     ):
         cls = Conflict
     elif status == 409:
@@ -147,14 +156,19 @@ def translate(
     )
 
 
-def from_response(response: httpx.Response) -> GraphError:
-    return translate(
+def from_response(response: httpx.Response, decided: Action | None = None) -> GraphError:
+    """The typed error for a failed answer. ``decided``: what the retry table said for this call; it wins
+    when it knows more than the class (a 503 to a POST: LOOKUP; retries exhausted: still RETRY)."""
+    error = translate(
         response.status_code,
         parse_error_body(response),
         request_id=response.headers.get("request-id"),
         method=response.request.method,
         url=redact_url(str(response.request.url)),
     )
+    if decided in (Action.RETRY, Action.LOOKUP):
+        error.action = decided
+    return error
 
 
 def redact_url(url: str) -> str:

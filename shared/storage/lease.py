@@ -13,13 +13,10 @@ import contextlib
 import logging
 import time
 
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
+
+from shared.retry import transient
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,9 @@ class TaskLease:
             try:
                 lease.acquire(lease_duration=self._lease_s)
             except HttpResponseError as exc:
-                if exc.status_code == 409:
+                # https://learn.microsoft.com/rest/api/storageservices/lease-blob: another holder's lease
+                # answers the documented error code LeaseAlreadyPresent.
+                if exc.error_code == "LeaseAlreadyPresent":
                     return None
                 raise
             return lease
@@ -66,11 +65,9 @@ class TaskLease:
                         await asyncio.to_thread(self._lease.renew)
                         renewed_at = time.monotonic()
                         break
-                    except HttpResponseError as exc:
-                        if exc.status_code in (409, 412):  # another holder, or the lease is gone
+                    except Exception as exc:
+                        if not transient(exc):  # another holder, or the lease is gone: lost
                             raise
-                        error: Exception = exc
-                    except (ServiceRequestError, ServiceResponseError) as exc:
                         error = exc
                     if time.monotonic() - renewed_at >= self._lease_s:
                         raise error

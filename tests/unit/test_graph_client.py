@@ -7,6 +7,7 @@ to another host).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -20,9 +21,9 @@ from azure.core.credentials import AccessToken
 
 from shared.credentials import build_credential
 from shared.graph.auth import TokenProvider
-from shared.graph.client import BatchStep, GraphClient
-from shared.graph.errors import BadRequest, PagingError, ServiceUnavailable, Throttled
-from shared.graph.retry import RetryPolicy, parse_retry_after
+from shared.graph.client import BatchStep, GraphClient, RequestStats
+from shared.graph.errors import BadRequest, GraphError, PagingError, ServiceUnavailable, Throttled
+from shared.retry import Action, RetryPolicy, classify, parse_retry_after, transient
 from tests.support import task_config
 
 # ------------------------------------------------------------------------------------ Retry-After
@@ -314,3 +315,69 @@ async def test_an_untrusted_server_certificate_fails_at_once(graph):
         with pytest.raises(ServiceUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
             await client.get_json("/users")
         assert client.stats.retries == 0
+
+
+async def test_concurrent_callers_sharing_one_client_keep_their_own_statistics_and_deadlines():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/throttled"):
+            return httpx.Response(
+                429, headers={"Retry-After": "120"}, json={"error": {"code": "TooManyRequests"}}
+            )
+        return httpx.Response(200, json={"value": []})
+
+    async def reader(client: GraphClient, calls: int) -> RequestStats:
+        async with client.context(deadline=time.monotonic() + 3600) as call:
+            await asyncio.gather(*(client.get_json("users") for _ in range(calls)))  # child tasks count too
+            return call.stats
+
+    async def impatient(client: GraphClient) -> RequestStats:
+        async with client.context(deadline=time.monotonic() + 5) as call:
+            with pytest.raises(Throttled):
+                await client.get_json("throttled")  # Retry-After outlasts this caller's deadline only
+            return call.stats
+
+    async with mock_client(handler) as client:
+        first, second, third = await asyncio.gather(reader(client, 3), reader(client, 1), impatient(client))
+    assert (first.http_calls, second.http_calls, third.http_calls) == (3, 1, 1)
+    assert third.throttled == 1 and third.retries == 0 and first.throttled == 0
+    assert client.stats.http_calls == 0  # nothing was made outside a context
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "action"),
+    [
+        ("GET", 429, Action.RETRY),
+        ("POST", 429, Action.RETRY),
+        ("GET", 503, Action.RETRY),
+        ("POST", 503, Action.LOOKUP),  # the server may have acted: look the object up, never re-send
+        ("GET", 404, Action.NONE),
+        ("GET", 400, Action.FIX),
+        ("GET", 403, Action.FIX),
+    ],
+)
+async def test_the_retry_table_decides_the_action_callers_see(method, status, action):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status, headers={"Retry-After": "0"}, json={"error": {"code": "X", "message": "m"}}
+        )
+
+    async with mock_client(handler) as client:
+        client.deadline = time.monotonic() - 1  # no time left: the first answer is the last
+        with pytest.raises(GraphError) as raised:
+            await client.send(method, "users")
+    assert raised.value.action is action
+    assert classify(raised.value) is action
+
+
+def test_storage_and_identity_errors_are_classified_by_the_same_table():
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    def storage_error(status: int) -> HttpResponseError:
+        error = HttpResponseError(message="storage said no")
+        error.status_code = status
+        return error
+
+    assert classify(ServiceRequestError("unreachable")) is Action.RETRY
+    assert classify(storage_error(503)) is Action.RETRY and classify(storage_error(409)) is Action.FIX
+    assert transient(storage_error(500)) and not transient(storage_error(412))
+    assert classify(ValueError("a bug")) is Action.FIX
