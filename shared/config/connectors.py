@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from shared.config.credentials import CredentialConfig
-from shared.config.fields import ConfigModel, Guid, HttpsRoot, Name, TenantId
+from shared.config.fields import ID_DESCRIPTION, ConfigModel, EntityId, Guid, HttpsRoot, Name, TenantId
 from shared.config.issues import ConfigIssue, raise_if_any
 
 Cloud = Literal["global", "usgov", "usgovdod", "china"]
@@ -35,6 +35,7 @@ CLOUD_ENDPOINTS: Mapping[str, CloudEndpoints] = types.MappingProxyType(
 class Connector(ConfigModel):
     """How to reach one Entra tenant through Microsoft Graph."""
 
+    id: EntityId | None = Field(default=None, description=ID_DESCRIPTION)
     name: Name = Field(description="Unique name; used in table keys and blob paths.")
     tenant_id: TenantId = Field(description="Tenant GUID or a domain name such as contoso.onmicrosoft.com.")
     client_id: Guid | None = Field(

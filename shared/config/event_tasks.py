@@ -15,7 +15,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
-from shared.config.fields import PSEUDO_ATTRIBUTES, AttributePath, ConfigModel, LocalCode, Name
+from shared.config.fields import (
+    ID_DESCRIPTION,
+    PSEUDO_ATTRIBUTES,
+    AttributePath,
+    ConfigModel,
+    EntityId,
+    LocalCode,
+    Name,
+)
 from shared.config.issues import ConfigIssue, raise_if_any
 from shared.secrets import SecretRef
 
@@ -165,6 +173,7 @@ class EventTask(ConfigModel):
     """Writes to one tenant, called by the platform's workflow activities over HTTPS."""
 
     usage: Literal["event"] = Field(description="The task's kind: event-based writes (workflow activities).")
+    id: EntityId | None = Field(default=None, description=ID_DESCRIPTION)
     name: Name = Field(description="Unique task name; requests name it.")
     connector: Name = Field(description="Name of the connector to write through.")
     enabled: bool = Field(default=True, description="false: every activity naming the task is refused.")

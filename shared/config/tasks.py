@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
+from shared.config.authentication_tasks import AuthenticationTask
 from shared.config.event_tasks import EventTask
-from shared.config.fields import ConfigModel, Name, NcrontabExpression
+from shared.config.fields import ID_DESCRIPTION, ConfigModel, EntityId, Name, NcrontabExpression
 from shared.config.issues import ConfigIssue, raise_if_any
 from shared.config.selections import GroupSelection, UserSelection
 
@@ -48,6 +49,7 @@ class ScheduledTask(ConfigModel):
     usage: Literal["scheduled"] = Field(
         default="scheduled", description="The task's kind: a scheduled (or on-demand) read."
     )
+    id: EntityId | None = Field(default=None, description=ID_DESCRIPTION)
     name: Name = Field(description="Unique task name.")
     connector: Name = Field(description="Name of the connector to read through.")
     enabled: bool = True
@@ -84,6 +86,7 @@ class ScheduledTask(ConfigModel):
 TASK_KINDS: tuple[type[BaseModel], ...] = (
     ScheduledTask,
     EventTask,
+    AuthenticationTask,
 )
 """Every task kind the configuration accepts, told apart by their ``usage``."""
 
