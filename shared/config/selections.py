@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
+from shared.config.delivery import DeletionMarking
 from shared.config.fields import (
     PSEUDO_ATTRIBUTES,
     AttributePath,
@@ -60,6 +61,9 @@ class ObjectSelection(ConfigModel):
         default=None, description="Local attribute code receiving the connector type."
     )
     excluded_ids: list[Guid] = Field(default_factory=list, description="Ids of objects to leave out.")
+    deletion_marking: DeletionMarking | None = Field(
+        default=None, description="Mark objects delivered before that are now gone or out of scope."
+    )
 
     @field_validator("query")
     @classmethod

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from shared.config.authentication_tasks import AuthenticationTask
+from shared.config.delivery import Delivery
 from shared.config.event_tasks import EventTask
 from shared.config.fields import ID_DESCRIPTION, ConfigModel, EntityId, Name, NcrontabExpression
 from shared.config.issues import ConfigIssue, raise_if_any
@@ -65,6 +66,9 @@ class ScheduledTask(ConfigModel):
     mappings_type: MappingsType
     users: UserSelection | None = None
     groups: GroupSelection | None = None
+    delivery: Delivery = Field(
+        default_factory=Delivery, description="Task cache, deletion guard, load endpoint, failure record."
+    )
 
     @model_validator(mode="after")
     def _selections_match_mappings_type(self) -> ScheduledTask:
