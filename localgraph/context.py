@@ -32,6 +32,16 @@ class GraphSettings:
     delta_replays: bool = False  # repeat each page's last object at the start of the next (Graph may)
     delta_token_failure: str = "syncStateNotFound"  # or "reset" (410 Gone + Location)
     intune_page_size: int = 1000
+    # A managedDevices $filter clause Intune does not support: "ignore" (as observed) or "reject" (400).
+    intune_unsupported_filter: str = "ignore"
+    # Intune devices service limits [docs/graph-behaviour.md section 11; Learn: graph/throttling-limits]:
+    # requests per window per app and tenant (any / writes), and per tenant across all apps.
+    intune_app_requests: int = 2000
+    intune_app_writes: int = 200
+    intune_tenant_requests: int = 4000
+    intune_tenant_writes: int = 400
+    intune_window_s: float = 20.0
+    intune_retry_after: bool = True  # False: Intune's 429s come without Retry-After, as reported
     enforce_budgets: bool = True  # resource-unit and write budgets per app+tenant
     # Resource units per window for the app+tenant pair; 0: Graph's budget for the tenant's size
     # (3,500 / 5,000 / 8,000 RU per 10 s for under 50 / 50-500 / over 500 users) [GRAPH.md section 5].
@@ -65,6 +75,8 @@ class GraphSettings:
                 raise ValueError(f"setting {name} must be at least {self._MINIMUM.get(name, 0)}")
             if name == "delta_token_failure" and value not in ("syncStateNotFound", "reset"):
                 raise ValueError("setting delta_token_failure must be syncStateNotFound or reset")
+            if name == "intune_unsupported_filter" and value not in ("ignore", "reject"):
+                raise ValueError("setting intune_unsupported_filter must be ignore or reject")
             checked[name] = value
         for name, value in checked.items():
             setattr(self, name, value)
@@ -74,7 +86,8 @@ class GraphSettings:
         "token_lifetime_s": 1, "default_page_size": 1, "max_page_size": 1,
         "sign_in_activity_max_page_size": 1, "delta_page_size": 1, "delta_member_slice": 1,
         "intune_page_size": 1, "resource_unit_window_s": 0.001,
-        "filter_scan_per_page": 1,
+        "filter_scan_per_page": 1, "intune_app_requests": 1, "intune_app_writes": 1,
+        "intune_tenant_requests": 1, "intune_tenant_writes": 1, "intune_window_s": 0.001,
     }  # fmt: skip
 
 

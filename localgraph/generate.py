@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from localgraph.tenant import ManagedDevice, Tenant
+from localgraph.tenant import DetectedApp, ManagedDevice, Tenant
 
 FIRST_NAMES = [
     "Adele", "Alex", "Allan", "Bianca", "Christie", "Diego", "Emily", "Enrico", "Grady", "Henrietta",
@@ -518,14 +518,32 @@ def _devices(tenant: Tenant, rng, shape: TenantShape, epoch, user_ids) -> None:
                 "tamperProtectionEnabled": True,
             }
         apps = [
-            {"id": _uuid(rng), "displayName": app, "version": f"{rng.randrange(1, 30)}.{rng.randrange(10)}",
-             "sizeInByte": rng.randrange(10**6, 10**9), "deviceCount": 1, "publisher": publisher,
-             "platform": "windows"}
+            {"id": _uuid(rng), "displayName": app, "version": f"{rng.randrange(1, 30) % 2 + 1}.{rng.randrange(10) % 3}",
+             "sizeInByte": rng.randrange(10**6, 10**9), "publisher": publisher, "platform": "windows"}
             for app, publisher in rng.sample(
                 [("Microsoft Teams", "Microsoft"), ("7-Zip", "Igor Pavlov"), ("Notepad++", "Notepad++ Team"),
                  ("Google Chrome", "Google"), ("Zoom", "Zoom Video Communications")], 2)
         ]  # fmt: skip
-        tenant.managed_devices[managed_id] = ManagedDevice(props, state, apps if windows else [])
+        tenant.managed_devices[managed_id] = ManagedDevice(props, state)
+        if windows:
+            _detect(tenant, managed_id, apps)
+
+
+def _detect(tenant: Tenant, managed_id: str, apps: list[dict]) -> None:
+    """Record apps found on a device. Intune's detectedApps are tenant-wide, one per name, version and
+    platform, with the devices that have it (``deviceCount``) [Learn: intune-devices-detectedapp]: an app
+    seen again joins the existing entry (keeping that entry's id and size)."""
+    for app in apps:
+        key = (app["displayName"], app["version"], app["platform"])
+        found = next(
+            (d for d in tenant.detected_apps.values()
+             if (d.props["displayName"], d.props["version"], d.props["platform"]) == key),
+            None,
+        )  # fmt: skip
+        if found is None:
+            found = tenant.detected_apps[app["id"]] = DetectedApp({**app, "deviceCount": 0})
+        found.device_ids.append(managed_id)
+        found.props["deviceCount"] = len(found.device_ids)
 
 
 def _intune_details(managed_id: str, os_name: str, name: str, enrolled: str) -> dict:

@@ -1,4 +1,4 @@
-"""Directory reads: collections, single objects, relationships, ``$count``, Intune managed devices.
+"""Directory reads: collections, single objects, relationships, ``$count`` (Intune: :mod:`localgraph.intune`).
 
 Paging follows Graph: ``$top`` 1..999 (default 100), an absolute ``@odata.nextLink`` that keeps every
 original query option plus an opaque ``$skiptoken``, ``@odata.count`` on the first page only. A filtered
@@ -24,12 +24,10 @@ from localgraph.query import (
     parse_list_query,
     parse_select,
     project,
-    project_props,
     sort_key,
 )
 from localgraph.routing import GraphRequest, GraphResponse, Router, is_cast
 from localgraph.tenant import COLLECTIONS, KIND_TO_COLLECTION, DirObject
-from shared import odata
 
 router = Router()
 ODATA_JSON = (
@@ -396,106 +394,6 @@ def list_deleted(ctx: ServerContext, req: GraphRequest, cast: str) -> GraphRespo
         return item
 
     return _page_over(ctx, req, query, candidates, render, "directoryObjects", lambda: len(objects))
-
-
-# ------------------------------------------------------------------------------------- Intune (separate)
-
-
-def _intune_select(req: GraphRequest, kind: str) -> list[str] | None:
-    """``$select`` on an Intune entity; an unknown property is a 400 (Intune is not an open type)."""
-    raw = req.query.get("$select")
-    if raw is None:
-        return None
-    names = [name.strip() for name in raw.split(",") if name.strip()]
-    declared = schema.structural_properties(kind)
-    for name in names:
-        if name not in declared:
-            raise bad_request(
-                f"Could not find a property named '{name}' on type 'microsoft.graph.{kind}'.",
-                code="BadRequest",
-            )
-    return names
-
-
-@router.route("GET", "/deviceManagement/managedDevices")
-def list_managed_devices(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
-    """Intune's list: every property unless ``$select``; pages of ``intune_page_size`` (1000, from a
-    maintainer's comment, GRAPH.md section 1); ``$filter`` evaluated as written."""
-    raw_top = req.query.get("$top")
-    try:
-        top = int(raw_top) if raw_top is not None else ctx.settings.intune_page_size
-    except ValueError:
-        top = 0
-    if top < 1:
-        raise bad_request(f"Invalid $top value '{raw_top}'.", code="BadRequest")
-    select = _intune_select(req, "managedDevice")
-    start = int(ctx.read_page_token(req.path, req.query) or 0)
-    predicate = None
-    if "$filter" in req.query:
-        try:
-            predicate = odata.compile_filter(req.query["$filter"])
-        except odata.FilterError as exc:
-            raise bad_request(str(exc), code="BadRequest") from None
-    devices = ctx.tenant.managed_devices.values()
-    matching = [d for d in devices if predicate is None or predicate(d.props)]
-    page = matching[start : start + top]
-    items = [project_props("managedDevice", d.props["id"], d.props, select) for d in page]
-    body: dict[str, Any] = {
-        "@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select)
-    }
-    if start + top < len(matching):
-        body["@odata.nextLink"] = next_link(req, ctx.page_token(req.path, req.query, start + top))
-    body["value"] = items
-    return GraphResponse(200, body, content_type=ODATA_JSON)
-
-
-def _managed_device(ctx: ServerContext, device_id: str):
-    device = ctx.tenant.managed_devices.get(device_id.lower())
-    if device is None:
-        raise GraphError(404, "ResourceNotFound", f"Resource not found for the segment '{device_id}'.")
-    return device
-
-
-@router.route("GET", "/deviceManagement/managedDevices/{id}")
-def get_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-    device = _managed_device(ctx, id)
-    select = _intune_select(req, "managedDevice")
-    body = {
-        "@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select, entity=True)
-    }
-    body.update(project_props("managedDevice", device.props["id"], device.props, select))
-    return GraphResponse(200, body, content_type=ODATA_JSON)
-
-
-@router.route("GET", "/deviceManagement/managedDevices/{id}/windowsProtectionState")
-def get_windows_protection_state(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-    device = _managed_device(ctx, id)
-    if device.windows_protection_state is None:
-        raise GraphError(
-            404, "ResourceNotFound", "Resource not found for the segment 'windowsProtectionState'."
-        )
-    select = _intune_select(req, "windowsProtectionState")
-    suffix = f"({','.join(select)})" if select else ""
-    body = {
-        "@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices('{device.props['id']}')"
-        f"/windowsProtectionState{suffix}/$entity"
-    }
-    state = device.windows_protection_state
-    body.update(project_props("windowsProtectionState", state["id"], state, select))
-    return GraphResponse(200, body, content_type=ODATA_JSON)
-
-
-@router.route("GET", "/deviceManagement/managedDevices/{id}/detectedApps")
-def list_detected_apps(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-    device = _managed_device(ctx, id)
-    select = _intune_select(req, "detectedApp")
-    suffix = f"({','.join(select)})" if select else ""
-    body = {
-        "@odata.context": f"{req.base_url}/$metadata#deviceManagement/managedDevices('{device.props['id']}')"
-        f"/detectedApps{suffix}",
-        "value": [project_props("detectedApp", app["id"], app, select) for app in device.detected_apps],
-    }
-    return GraphResponse(200, body, content_type=ODATA_JSON)
 
 
 @router.route("GET", "/organization")

@@ -166,8 +166,9 @@ class Router:
             raise GraphError(
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
             )
-        raise GraphError(
-            400,
-            "BadRequest",
-            f"Resource not found for the segment '{path.strip('/').split('/')[-1] or path}'.",
-        )
+        # Graph's URI parser names the first segment it cannot resolve (a beta-only relationship such as
+        # managedDevices/{id}/detectedApps), else the path's last segment.
+        from localgraph.paths import unknown_segment  # paths imports this module
+
+        segment = unknown_segment(path) or path.strip("/").split("/")[-1] or path
+        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from localgraph import batch, control, delta, platform, reads, writes
+from localgraph import batch, control, delta, intune, platform, reads, writes
 from localgraph.context import GraphSettings, LogEntry, ServerContext
 from localgraph.errors import GraphError, new_request_id
 from localgraph.generate import TenantShape, build_tenant
@@ -46,7 +46,7 @@ from localgraph.tls import TlsMaterial, load_or_write_material
 log = logging.getLogger(__name__)
 
 GRAPH_ROUTER = Router()
-for _module in (delta, reads, writes, batch):  # delta first: `/users/delta` before `/users/{id}`
+for _module in (delta, reads, intune, writes, batch):  # delta first: `/users/delta` before `/users/{id}`
     GRAPH_ROUTER.include(_module.router)
 
 APP_ROLES = [

@@ -91,11 +91,20 @@ class AppRegistration:
 
 @dataclass
 class ManagedDevice:
-    """An Intune managed device (deviceManagement/managedDevices) and its sub-resources."""
+    """An Intune managed device (deviceManagement/managedDevices) and its windowsProtectionState (Windows
+    devices only)."""
 
     props: dict[str, Any]
     windows_protection_state: dict[str, Any] | None = None
-    detected_apps: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DetectedApp:
+    """An application Intune discovered on managed devices (deviceManagement/detectedApps): one per name,
+    version and platform across the tenant; ``deviceCount`` is the number of ``device_ids``."""
+
+    props: dict[str, Any]
+    device_ids: list[str] = field(default_factory=list)
 
 
 class Tenant:
@@ -113,6 +122,7 @@ class Tenant:
         self.manager: dict[str, str] = {}
         self.extension_properties: dict[str, dict[str, Any]] = {}  # name -> extensionProperty JSON
         self.managed_devices: dict[str, ManagedDevice] = {}
+        self.detected_apps: dict[str, DetectedApp] = {}
         self.seq = 0
         self.log: list[Change] = []
         self._log_seqs: list[int] = []

@@ -35,9 +35,10 @@ def full_export(tenant: Tenant) -> dict:
             kind: [export(tenant, obj) for obj in tenant.live(kind)] for kind in COLLECTIONS.values()
         },
         "managed": {
-            key: (device.props, device.windows_protection_state, device.detected_apps)
+            key: (device.props, device.windows_protection_state)
             for key, device in tenant.managed_devices.items()
         },
+        "detected": {key: (app.props, app.device_ids) for key, app in tenant.detected_apps.items()},
         "extensions": tenant.extension_properties,
         "passwords": sorted((obj.id, obj.password) for obj in tenant.objects.values()),
     }
@@ -229,7 +230,13 @@ def test_devices_managed_devices_contacts_and_applications(http, control):
     for device in windows:
         state = http.get(f"/deviceManagement/managedDevices/{device['id']}/windowsProtectionState")
         assert state.status_code == 200
-        assert http.get(f"/deviceManagement/managedDevices/{device['id']}/detectedApps").json()["value"]
+    apps = pages(http, "/deviceManagement/detectedApps", {})
+    found_on = {
+        d["id"]
+        for app in apps
+        for d in pages(http, f"/deviceManagement/detectedApps/{app['id']}/managedDevices", {})
+    }
+    assert found_on == {d["id"] for d in windows}  # every Windows device has apps, others none
     assert control.objects("contacts")
     applications = control.objects("applications")
     principals = control.objects("servicePrincipals")
@@ -285,8 +292,9 @@ def test_intune_objects_with_every_property_match_the_metadata(http):
         base = f"/deviceManagement/managedDevices/{device['id']}"
         states.append(http.get(f"{base}/windowsProtectionState", params={"$select": state_props}).json())
         states.append(http.get(f"{base}/windowsProtectionState").json())
-        apps.extend(http.get(f"{base}/detectedApps", params={"$select": app_props}).json()["value"])
-        apps.extend(http.get(f"{base}/detectedApps").json()["value"])
+    apps.extend(pages(http, "/deviceManagement/detectedApps", {"$select": app_props}))
+    apps.extend(pages(http, "/deviceManagement/detectedApps", {}))
+    apps.append(http.get(f"/deviceManagement/detectedApps/{apps[0]['id']}").json())
     assert states and apps
     assert shape_problems("windowsProtectionState", states) == Counter()
     assert shape_problems("detectedApp", apps) == Counter()

@@ -1,4 +1,5 @@
-"""Directory reads: paging, ``$top``, ``$select``, single objects, relationships, Intune [GRAPH.md 1, 6].
+"""Directory reads: paging, ``$top``, ``$select``, single objects, relationships [GRAPH.md 1, 6] (Intune:
+test_intune.py).
 
 Expected results come from the control API's export (``control.objects``), never from the code under test.
 """
@@ -527,43 +528,3 @@ def test_direct_reports(http, control):
     manager_id = next(u["manager"] for u in users.values() if u["manager"])
     items, _ = follow(http, f"/users/{manager_id}/directReports")
     assert sorted(ids(items)) == sorted(uid for uid, u in users.items() if u["manager"] == manager_id)
-
-
-# ------------------------------------------------------------------------------------------------ Intune
-
-
-def test_managed_devices_and_their_protection_state_and_detected_apps(http):
-    items, _ = follow(http, "/deviceManagement/managedDevices")
-    assert items
-    windows = [d for d in items if d["operatingSystem"] == "Windows"]
-    other = [d for d in items if d["operatingSystem"] != "Windows"]
-    assert windows
-    for device in items:
-        single = http.get(f"/deviceManagement/managedDevices/{device['id']}").json()
-        assert {k: v for k, v in single.items() if not k.startswith("@")} == device
-    state = http.get(f"/deviceManagement/managedDevices/{windows[0]['id']}/windowsProtectionState")
-    assert state.status_code == 200
-    assert state.json()["@odata.context"].endswith("/windowsProtectionState/$entity")
-    assert isinstance(state.json()["malwareProtectionEnabled"], bool)
-    apps = http.get(f"/deviceManagement/managedDevices/{windows[0]['id']}/detectedApps").json()
-    assert apps["value"] and all({"id", "displayName", "version"} <= set(app) for app in apps["value"])
-    if other:
-        missing = http.get(f"/deviceManagement/managedDevices/{other[0]['id']}/windowsProtectionState")
-        assert missing.status_code == 404
-
-
-def test_managed_devices_page_by_top_and_select(http):
-    everything, _ = follow(http, "/deviceManagement/managedDevices")
-    items, pages = follow(
-        http, "/deviceManagement/managedDevices", params={"$top": "4", "$select": "id,deviceName"}
-    )
-    assert ids(items) == ids(everything)
-    assert all(set(item) == {"id", "deviceName"} for item in items)
-    assert len(pages) == -(-len(everything) // 4)
-    assert http.get("/deviceManagement/managedDevices", params={"$top": "x"}).status_code == 400
-    assert http.get("/deviceManagement/managedDevices", params={"$select": "shoeSize"}).status_code == 400
-
-
-def test_unknown_managed_device_is_404(http):
-    response = http.get("/deviceManagement/managedDevices/00000000-0000-4000-8000-000000000000")
-    assert response.status_code == 404
