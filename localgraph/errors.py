@@ -39,7 +39,7 @@ class GraphError(Exception):
         }
         inner.update(self.inner)
         error: dict[str, Any] = {"code": self.code, "message": self.message, "innerError": inner}
-        if self.details:
+        if self.details is not None:
             error["details"] = self.details
         return {"error": error}
 

@@ -4,8 +4,11 @@ Costs follow Graph's identity-and-access service limits [GRAPH.md section 5]: re
 request (list users 2, group members 3, transitive members 5, memberOf 2, applications 2, getByIds 5,
 any other GET 1, writes 1; ``$select`` -1, ``$expand`` +1, ``$top`` < 20 -1, never below 1) drawn from a
 token bucket per app+tenant of 3,500 / 5,000 / 8,000 RU per 10 s (tenants under 50 / 50-500 / over 500
-users); writes also draw on 3,000 per 150 s. Intune (``deviceManagement``) has its own bucket of 2,000
-requests per 20 s. A request that does not fit gets 429 ``TooManyRequests`` with ``Retry-After`` in whole
+users); writes also draw on 3,000 per 150 s. Intune (``deviceManagement``) has budgets of its own, counted
+in requests, not resource units: 2,000 requests per 20 s per app and tenant (200 for writes) and 4,000 per
+20 s per tenant across apps (400 for writes) [docs/graph-behaviour.md section 11; Learn:
+graph/throttling-limits, "Intune devices service limits"]; its 429 may come without ``Retry-After``, as
+reported for Intune (``intune_retry_after``). A request that does not fit gets 429 ``TooManyRequests`` with ``Retry-After`` in whole
 seconds (time until the bucket holds enough), and the bucket stays closed until then: a client that
 retries before Retry-After has elapsed is throttled again, one that waits gets through (Dev Proxy's
 RetryAfterPlugin behaves the same way) [GRAPH.md section 5].
@@ -113,7 +116,10 @@ class Throttle:
         self.settings = settings
         self.reads = Bucket(budget_for(users), 10.0)
         self.writes = Bucket(3000, 150.0)
-        self.intune = Bucket(2000, 20.0)
+        # Intune: per app (app id -> (requests, writes)) and per tenant across apps (requests, writes).
+        self.intune_apps: dict[str, tuple[Bucket, Bucket]] = {}
+        self.intune_tenant: tuple[Bucket, Bucket] | None = None
+        self._intune_config: tuple[float, ...] = ()
         # bucket -> monotonic time before which it answers 429 whatever its level (see the module doc)
         self.closed_until: dict[int, float] = {}
 
@@ -133,13 +139,48 @@ class Throttle:
             bucket.level = min(bucket.level, bucket.capacity)
             self.closed_until.clear()  # a new budget: Retry-After promises made under the old one lapse
 
+    def _intune_buckets(self, write: bool, tenant_id: str, app_id: str) -> list[tuple[Bucket, int, str]]:
+        settings = self.settings
+        config = (
+            (settings.intune_app_requests, settings.intune_app_writes, settings.intune_tenant_requests,
+             settings.intune_tenant_writes, settings.intune_window_s)
+            if settings is not None else (2000, 200, 4000, 400, 20.0)
+        )  # fmt: skip
+        if config != self._intune_config or self.intune_tenant is None:
+            for bucket in [
+                *(b for pair in self.intune_apps.values() for b in pair),
+                *(self.intune_tenant or ()),
+            ]:
+                self.closed_until.pop(id(bucket), None)
+            self._intune_config = config
+            self.intune_apps.clear()
+            self.intune_tenant = (Bucket(config[2], config[4]), Bucket(config[3], config[4]))
+        window = config[4]
+        app = self.intune_apps.get(app_id)
+        if app is None:
+            app = self.intune_apps[app_id] = (Bucket(config[0], window), Bucket(config[1], window))
+        # UNCONFIRMED: Intune's throttle-scope header values; these follow the identity limits' form.
+        buckets = [
+            (app[0], 1, f"Tenant_Application/Intune/{app_id}/{tenant_id}"),
+            (self.intune_tenant[0], 1, f"Tenant/Intune/{tenant_id}"),
+        ]
+        if write:
+            buckets += [
+                (app[1], 1, f"Tenant_Application/IntuneWrite/{app_id}/{tenant_id}"),
+                (self.intune_tenant[1], 1, f"Tenant/IntuneWrite/{tenant_id}"),
+            ]
+        return buckets
+
     def admit(
         self, template: str, cost: int, write: bool, *, with_retry_after: bool, tenant_id: str, app_id: str
     ):
         """Take the request's cost or raise 429 as Graph does. Returns headers for the response."""
         self._configure()
-        if template.startswith("/deviceManagement"):
-            buckets = [(self.intune, 1, "Tenant_Application/Read/Intune")]
+        intune = template.startswith("/deviceManagement")
+        if intune:
+            buckets = self._intune_buckets(write, tenant_id, app_id)
+            if self.settings is not None:
+                with_retry_after = self.settings.intune_retry_after
         else:
             buckets = [(self.reads, cost, f"Tenant_Application/ReadWrite/{app_id}/{tenant_id}")]
             if write:
@@ -152,6 +193,10 @@ class Throttle:
                 retry_after = max(1, math.ceil(wait))
                 if closed <= 0:
                     self.closed_until[id(bucket)] = now + retry_after
+                if intune:
+                    raise intune_throttled(
+                        retry_after if with_retry_after else None, {"x-ms-throttle-scope": scope}
+                    )
                 raise throttled(
                     retry_after if with_retry_after else None,
                     {
@@ -164,7 +209,7 @@ class Throttle:
         for bucket, amount, _ in buckets:
             bucket.take(amount)
         used = self.reads.used_fraction()
-        return {"x-ms-throttle-limit-percentage": f"{used + 0.8:.1f}"} if used > 0.8 else {}
+        return {"x-ms-throttle-limit-percentage": f"{used + 0.8:.1f}"} if used > 0.8 and not intune else {}
 
 
 def format_retry_after(seconds: float) -> str:
@@ -182,6 +227,21 @@ def throttled(retry_after: float | None, extra: dict[str, str] | None = None) ->
         "Please retry again later.",
         headers=headers,
         inner={"code": "429", "message": "Please retry after", "status": "429"},
+    )
+
+
+def intune_throttled(retry_after: float | None, extra: dict[str, str] | None = None) -> GraphError:
+    """Intune's 429: ``{"error": {"code": "TooManyRequests", "message": "An error has occurred.",
+    "details": [], ...}}`` (a capture published by MSEndpointMgr) [docs/graph-behaviour.md section 11]."""
+    headers = dict(extra or {})
+    if retry_after is not None:
+        headers["Retry-After"] = format_retry_after(retry_after)
+    return GraphError(
+        429,
+        "TooManyRequests",
+        "An error has occurred.",
+        headers=headers,
+        details=[],
     )
 
 
