@@ -157,10 +157,8 @@ def _check_format(kind: str, sample: datetime, pattern: str) -> str:
         parsed = datetime.strptime(text, pattern)
     except ValueError as exc:
         raise ValueError(f"not a usable {kind} format: {exc}") from None
-    if kind == "date" and parsed.date() != sample.date():
-        raise ValueError(f"a date written with {pattern!r} does not read back as the same date")
-    if kind == "date-time" and parsed.replace(tzinfo=None) != sample.replace(tzinfo=None):
-        raise ValueError(f"a date-time written with {pattern!r} does not read back as the same moment")
+    if parsed.strftime(pattern) != text or (kind == "date" and parsed.date() != sample.date()):
+        raise ValueError(f"a {kind} written with {pattern!r} does not read back as the same {kind}")
     return pattern
 
 

@@ -1,0 +1,145 @@
+"""One activity call: its event task and connector, the connector's pooled Graph client, the Graph request ids
+it collects, and the two waits Graph's eventual consistency needs.
+
+- :meth:`ActivityCall.send` is the only way an activity reaches Graph: the connector's one client per process
+  (``Services.graph``), inside the call's own context (deadline and request statistics), collecting Graph's
+  ``request-id`` of every answer for the response and the logs.
+- :meth:`ActivityCall.replicated` repeats a follow-up of a create (a read, a ``members/$ref``) while Graph
+  answers as if the new object did not exist yet: "a newly created object [may] return a 'Not Found'", and
+  ``members/$ref`` on a recently created group "might return a 400 Bad Request ... Retry after a brief delay"
+  (docs/graph-behaviour.md section 11; https://learn.microsoft.com/graph/api/group-post-members). The wait is
+  bounded (``REPLICATION_WINDOW_S``), with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from shared.config import Connector
+from shared.config.event_tasks import EventTask
+from shared.graph.client import GraphClient
+from shared.graph.errors import BadRequest, Conflict, GraphError, NotFound
+
+log = logging.getLogger(__name__)
+
+REPLICATION_WINDOW_S = 20.0  # how long a follow-up of a create waits for Graph's replicas at most
+FIRST_REPLICATION_WAIT_S = 0.25
+CALL_DEADLINE_S = 150.0  # retry waits stop here: an HTTP-triggered function must answer within 230 s
+T = TypeVar("T")
+
+
+def user_path(user: str) -> str:
+    """``/users/{id or UPN}``: a UPN is percent-encoded except ``@`` (``#EXT#`` becomes ``%23EXT%23``)."""
+    return f"/users/{quote(user, safe='@')}"
+
+
+def not_replicated_yet(error: GraphError) -> bool:
+    """Graph's answers while a just-created object is not on every replica yet."""
+    if isinstance(error, NotFound):
+        return True
+    return (
+        isinstance(error, BadRequest)
+        and not isinstance(error, Conflict)
+        and error.code in ("Request_ResourceNotFound", "Request_BadRequest", "BadRequest")
+        and "exist" in error.message.lower()
+    )
+
+
+@dataclass
+class ActivityCall:
+    activity: str
+    task: EventTask
+    connector: Connector
+    graph: GraphClient
+    environ: Mapping[str, str]
+    key_vault: Any = None
+    request_ids: list[str] = field(default_factory=list)
+    graph_calls: int = 0
+    graph_seconds: float = 0.0  # time spent waiting for Graph (the benchmark subtracts it)
+    last_retries: int = 0  # retries the client made for the last request (a re-sent DELETE, ...)
+    deadline: float = field(default_factory=lambda: time.monotonic() + CALL_DEADLINE_S)
+
+    @property
+    def graph_root(self) -> str:
+        return self.connector.graph_root
+
+    async def send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        started = time.perf_counter()
+        self.graph_calls += 1
+        try:
+            async with self.graph.context(deadline=self.deadline) as context:
+                try:
+                    response = await self.graph.send(
+                        method,
+                        path_or_url,
+                        params=params,
+                        headers=headers,
+                        json_body=json_body,
+                        content=content,
+                    )
+                finally:
+                    self.last_retries = context.stats.retries
+        except GraphError as error:
+            if error.request_id:
+                self.request_ids.append(error.request_id)
+            log.info(
+                "graph %s %s failed: %s %s",
+                method,
+                error.url or path_or_url,
+                error.status,
+                error.code,
+            )
+            raise
+        finally:
+            self.graph_seconds += time.perf_counter() - started
+        request_id = response.headers.get("request-id")
+        if request_id:
+            self.request_ids.append(request_id)
+        log.debug("graph %s %s answered %s", method, path_or_url, response.status_code)
+        return response
+
+    async def get_json(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self.send("GET", path, **kwargs)
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def replicated(self, action: Callable[[], Awaitable[T]], *, window_s: float | None = None) -> T:
+        """``action()``, repeated with backoff while Graph answers as if a just-created object did not exist."""
+        window = REPLICATION_WINDOW_S if window_s is None else window_s
+        give_up = time.monotonic() + window
+        wait = FIRST_REPLICATION_WAIT_S
+        while True:
+            try:
+                return await action()
+            except GraphError as error:
+                if not not_replicated_yet(error) or time.monotonic() + wait > give_up:
+                    raise
+                log.info(
+                    "graph does not show a new object yet (%s); again in %.2fs",
+                    error.code or error.status,
+                    wait,
+                )
+                self.graph_seconds += wait  # waiting for Graph, not the activity's own work
+                await asyncio.sleep(wait * random.uniform(0.8, 1.2))
+                wait = min(wait * 2, 4.0)
+
+    def directory_object_url(self, object_id: str) -> str:
+        return f"{self.graph_root}/v1.0/directoryObjects/{object_id}"
