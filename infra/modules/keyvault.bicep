@@ -1,0 +1,57 @@
+// Key Vault in RBAC mode for a Graph client secret or certificate, where the customer cannot use a
+// managed identity for Graph. The connector reads it at run time with the app's managed identity
+// (Key Vault Secrets User), from a {"key_vault": "<vault URI>secrets/<name>"} reference in its configuration.
+// https://learn.microsoft.com/azure/key-vault/general/rbac-guide
+metadata description = 'Key Vault (Azure RBAC authorization) for Graph credentials.'
+
+@description('Required. Name of the key vault (3-24 letters, digits and hyphens).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Optional. Location of the key vault.')
+param location string = resourceGroup().location
+
+@description('Optional. Days a deleted vault or secret can be recovered.')
+@minValue(7)
+@maxValue(90)
+param softDeleteRetentionInDays int = 90
+
+@description('Optional. Tags of the resource.')
+param tags object = {}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_109: The firewall allows all networks because the Flex Consumption app has no virtual network in this template (no fixed outbound addresses); every call still needs Microsoft Entra ID and an RBAC role.
+  // checkov:skip=CKV_AZURE_189: Public network access stays on for the same reason; add a virtual network and a private endpoint to turn it off (README, Deploy).
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: tenant().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: softDeleteRetentionInDays
+    enablePurgeProtection: true
+    enabledForDeployment: false
+    enabledForDiskEncryption: false
+    enabledForTemplateDeployment: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+@description('The resource ID of the key vault.')
+output RESOURCE_ID string = vault.id
+
+@description('The name of the key vault.')
+output NAME string = vault.name
+
+@description('The URI of the key vault, for {"key_vault": "<URI>secrets/<name>"} references.')
+output URI string = vault.properties.vaultUri
