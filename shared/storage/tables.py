@@ -1,7 +1,8 @@
 """Tables: the stored configuration, each task's run history, each task's state.
 
 - ``CONFIG_TABLE``: one row per connector and per task (PartitionKey ``connector`` / ``task``, RowKey the
-  name, ``definition`` the JSON). Secrets are references, never values (the config models refuse values).
+  definition's stable id, ``name``, ``definition`` the JSON). Secrets are references, never values (the
+  config models refuse values).
 - ``HISTORY_TABLE``: one row per run (PartitionKey the task, RowKey newest-first: inverted time + run id).
 - ``STATE_TABLE``: one row per task (RowKey ``state``): delta links, the current view, the checkpoint of a
   run in progress. Written only after the run's data is committed ("write the data, then the state").
@@ -11,17 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
-from pydantic import BaseModel, Field
 
 from shared.config import Config, ConfigError, ConfigIssue, parse_config
+from shared.runs import Checkpoint, PhaseReport, RunCounts, RunRecord, RunStatus, TaskState, View
+
+__all__ = [
+    "Checkpoint",
+    "ConfigStore",
+    "HistoryStore",
+    "RunCounts",
+    "RunRecord",
+    "RunStatus",
+    "StateStore",
+    "TaskState",
+    "View",
+]
 
 MAX_TEXT = 30_000  # characters; a table string property holds at most 64 KiB (UTF-16)
-RunStatus = Literal["queued", "running", "succeeded", "failed", "skipped"]
 
 
 def now_utc() -> datetime:
@@ -45,14 +58,21 @@ class ConfigStore:
         """Store every connector and task of ``config``; with ``replace``, remove the ones it no longer has."""
 
         def run() -> None:
-            wanted: dict[tuple[str, str], str] = {}
-            for connector in config.connectors:
-                wanted[("connector", connector.name)] = connector.model_dump_json(exclude_none=True)
-            for task in config.tasks:
-                wanted[("task", task.name)] = task.model_dump_json(exclude_none=True)
-            for (partition, name), definition in wanted.items():
+            # Rows are keyed by each definition's stable id (shared/admin/definitions.py): a definition
+            # without one keeps the id of the stored row of the same name, or gets a new one.
+            stored = {}
+            for entity in self.table.list_entities(select=["PartitionKey", "RowKey", "name"]):
+                name = str(entity.get("name") or entity["RowKey"]).lower()
+                stored[(entity["PartitionKey"], name)] = entity["RowKey"]
+            wanted: dict[tuple[str, str], tuple[str, str]] = {}
+            items = [("connector", c) for c in config.connectors] + [("task", t) for t in config.tasks]
+            for partition, item in items:
+                row = item.id or stored.get((partition, item.name.lower())) or str(uuid.uuid4())
+                definition = item.model_copy(update={"id": row}).model_dump_json(exclude_none=True)
+                wanted[(partition, row)] = (item.name, definition)
+            for (partition, row), (name, definition) in wanted.items():
                 self.table.upsert_entity(
-                    {"PartitionKey": partition, "RowKey": name, "definition": definition},
+                    {"PartitionKey": partition, "RowKey": row, "name": name, "definition": definition},
                     mode=UpdateMode.REPLACE,
                 )
             if replace:
@@ -84,76 +104,58 @@ class ConfigStore:
 # ------------------------------------------------------------------------------------------ history
 
 
-class RunCounts(BaseModel):
-    read: int = 0  # objects Graph returned (delta: changes returned)
-    written: int = 0  # records in the output file
-    changed: int = 0  # records new or different from the previous view
-    removed: int = 0  # records in the previous view that are gone
+def record_entity(record: RunRecord) -> dict[str, Any]:
+    """A history row for a run record."""
+    entity: dict[str, Any] = {
+        "PartitionKey": record.task,
+        "RowKey": history_row_key(record.run_id),
+        "run_id": record.run_id,
+        "trigger": record.trigger,
+        "status": record.status,
+        "mode": record.mode,
+        "resync_reason": record.resync_reason,
+        "planned_at": record.planned_at,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+        "counts": json.dumps({k: v.model_dump() for k, v in record.counts.items()}),
+        "files": json.dumps(record.files),
+        "requests": json.dumps(record.requests),
+        "error": _clip(record.error),
+        "attempt": record.attempt,
+        "extract": record.extract.model_dump_json() if record.extract else None,
+        "load": record.load.model_dump_json() if record.load else None,
+        "extract_status": record.extract.status if record.extract else None,
+        "load_status": record.load.status if record.load else None,
+    }
+    for stream, counts in record.counts.items():
+        for name, value in counts.model_dump().items():
+            entity[f"{stream}_{name}"] = value
+    return {k: v for k, v in entity.items() if v is not None}
 
 
-class RunRecord(BaseModel):
-    """One run of one task, as the history table keeps it."""
+def record_from_entity(entity: dict[str, Any]) -> RunRecord:
+    def moment(name: str) -> datetime | None:
+        value = entity.get(name)
+        return value if isinstance(value, datetime) else None
 
-    task: str
-    run_id: str
-    trigger: str  # timer | manual | api | cli | activity
-    status: RunStatus = "queued"
-    mode: str | None = None  # full | incremental
-    resync_reason: str | None = None  # why an incremental task did a full read
-    planned_at: datetime | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    counts: dict[str, RunCounts] = Field(default_factory=dict)  # "users" / "groups"
-    files: dict[str, str] = Field(default_factory=dict)  # "users" -> blob name
-    requests: dict[str, Any] = Field(default_factory=dict)  # http_calls, batch_steps, throttled, ...
-    error: str | None = None
-    attempt: int = 1
-
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {
-            "PartitionKey": self.task,
-            "RowKey": history_row_key(self.run_id),
-            "run_id": self.run_id,
-            "trigger": self.trigger,
-            "status": self.status,
-            "mode": self.mode,
-            "resync_reason": self.resync_reason,
-            "planned_at": self.planned_at,
-            "started_at": self.started_at,
-            "completed_at": self.completed_at,
-            "counts": json.dumps({k: v.model_dump() for k, v in self.counts.items()}),
-            "files": json.dumps(self.files),
-            "requests": json.dumps(self.requests),
-            "error": _clip(self.error),
-            "attempt": self.attempt,
-        }
-        for stream, counts in self.counts.items():
-            for name, value in counts.model_dump().items():
-                entity[f"{stream}_{name}"] = value
-        return {k: v for k, v in entity.items() if v is not None}
-
-    @classmethod
-    def from_entity(cls, entity: dict[str, Any]) -> RunRecord:
-        def moment(name: str) -> datetime | None:
-            value = entity.get(name)
-            return value if isinstance(value, datetime) else None
-
-        return cls(
-            task=entity["PartitionKey"],
-            run_id=entity["run_id"],
-            trigger=entity.get("trigger", "unknown"),
-            status=entity.get("status", "queued"),
-            mode=entity.get("mode"),
-            resync_reason=entity.get("resync_reason"),
-            planned_at=moment("planned_at"),
-            started_at=moment("started_at"),
-            completed_at=moment("completed_at"),
-            counts={k: RunCounts(**v) for k, v in json.loads(entity.get("counts") or "{}").items()},
-            files=json.loads(entity.get("files") or "{}"),
-            requests=json.loads(entity.get("requests") or "{}"),
-            error=entity.get("error"),
-            attempt=int(entity.get("attempt", 1)),
-        )
+    return RunRecord(
+        task=entity["PartitionKey"],
+        run_id=entity["run_id"],
+        trigger=entity.get("trigger", "unknown"),
+        status=entity.get("status", "queued"),
+        mode=entity.get("mode"),
+        resync_reason=entity.get("resync_reason"),
+        planned_at=moment("planned_at"),
+        started_at=moment("started_at"),
+        completed_at=moment("completed_at"),
+        counts={k: RunCounts(**v) for k, v in json.loads(entity.get("counts") or "{}").items()},
+        files=json.loads(entity.get("files") or "{}"),
+        requests=json.loads(entity.get("requests") or "{}"),
+        error=entity.get("error"),
+        attempt=int(entity.get("attempt", 1)),
+        extract=PhaseReport.model_validate_json(entity["extract"]) if entity.get("extract") else None,
+        load=PhaseReport.model_validate_json(entity["load"]) if entity.get("load") else None,
+    )
 
 
 def history_row_key(run_id: str) -> str:
@@ -172,12 +174,24 @@ class HistoryStore:
         self.table = table
 
     async def put(self, record: RunRecord) -> None:
-        await asyncio.to_thread(self.table.upsert_entity, record.to_entity(), mode=UpdateMode.REPLACE)
+        await asyncio.to_thread(self.table.upsert_entity, record_entity(record), mode=UpdateMode.REPLACE)
+
+    async def put_new(self, record: RunRecord) -> bool:
+        """Store ``record`` unless the run already has a row (a request sent twice: the row stays)."""
+
+        def run() -> bool:
+            try:
+                self.table.create_entity(record_entity(record))
+            except ResourceExistsError:
+                return False
+            return True
+
+        return await asyncio.to_thread(run)
 
     async def get(self, task: str, run_id: str) -> RunRecord | None:
         def run() -> RunRecord | None:
             try:
-                return RunRecord.from_entity(self.table.get_entity(task, history_row_key(run_id)))
+                return record_from_entity(self.table.get_entity(task, history_row_key(run_id)))
             except ResourceNotFoundError:
                 return None
 
@@ -191,7 +205,7 @@ class HistoryStore:
                 entities = self.table.query_entities("PartitionKey eq @task", parameters={"task": task})
             records = []
             for entity in entities:
-                records.append(RunRecord.from_entity(entity))
+                records.append(record_from_entity(entity))
                 if task is not None and len(records) >= limit:
                     break
             records.sort(
@@ -203,34 +217,6 @@ class HistoryStore:
 
 
 # -------------------------------------------------------------------------------------------- state
-
-
-class View(BaseModel):
-    """The last committed output of a task: what the next incremental run patches."""
-
-    run_id: str
-    fingerprint: str  # of the task settings that shape records; a change forces a full read
-    files: dict[str, str]  # stream -> blob name
-    records: dict[str, int] = Field(default_factory=dict)
-    committed_at: datetime
-
-
-class Checkpoint(BaseModel):
-    """How far a run in progress got, so a restarted invocation resumes instead of starting over."""
-
-    run_id: str
-    mode: str
-    fingerprint: str = ""  # of the task and connector it was made for: another configuration starts over
-    streams: dict[str, dict[str, Any]] = Field(default_factory=dict)  # stream -> {next_link, blocks, ...}
-    delta_links: dict[str, str] = Field(default_factory=dict)  # taken before a full read (incremental tasks)
-    resync_reason: str | None = None
-    saved_at: datetime
-
-
-class TaskState(BaseModel):
-    delta_links: dict[str, str] = Field(default_factory=dict)  # stream -> @odata.deltaLink
-    view: View | None = None
-    checkpoint: Checkpoint | None = None
 
 
 class StateStore:

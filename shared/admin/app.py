@@ -1,0 +1,75 @@
+"""The admin ASGI app: the JSON API (``{root}/v1/...``) and the management page (``{root}/...``) over one
+:class:`AdminService`, behind one access check (:mod:`shared.admin.access`).
+
+The Function App serves it through azure-functions' ASGI support (``functions/admin.py``); locally it runs
+under uvicorn (``make ui``, ``python -m shared.admin``). A form POST from another origin is refused (the
+browser sends ``Origin``), so a signed-in administrator's session cannot be used by another site.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from shared.admin import api, pages
+from shared.admin.access import Access, AccessDenied, AccessMode
+from shared.admin.errors import AdminError
+from shared.admin.service import AdminService
+from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class AdminAccess(BaseHTTPMiddleware):
+    def __init__(self, app, access: Access) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(app)
+        self.access = access
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        try:
+            caller = self.access.caller(request.headers)
+        except AccessDenied as exc:
+            return api.problem(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", exc.detail)
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != request.url.netloc:
+            return api.problem(403, "Forbidden", "a request from another origin is refused")
+        request.state.caller = caller
+        if request.method not in ("GET", "HEAD"):
+            log.info("admin %s %s by %s", request.method, request.url.path, caller.name)
+        return await call_next(request)
+
+
+async def _admin_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AdminError)
+    if "/v1/" in request.url.path:
+        return api.problem_of(exc)
+    return pages.templates.TemplateResponse(
+        request,
+        "error.html",
+        {"base": pages._base(request), "version": pages.VERSION, "error": exc.detail, "title": exc.title},
+        status_code=exc.status,
+    )
+
+
+def build_app(
+    services: Services, *, mode: AccessMode, environ: Mapping[str, str], root: str = ""
+) -> Starlette:
+    """The app for one access mode, serving under ``root`` (e.g. ``/api/admin``)."""
+    access = Access(mode, environ)  # refuses development mode on an Azure host
+    admin = AdminService(services)
+    inner = Starlette(
+        routes=[*api.routes(admin), *pages.routes(admin)],
+        middleware=[Middleware(AdminAccess, access=access)],
+        exception_handlers={AdminError: _admin_error},
+    )
+    if not root:
+        return inner
+    return Starlette(routes=[Mount(root, app=inner)])
