@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from localgraph import batch, control, delta, intune, platform, reads, writes
+from localgraph import batch, control, delta, intune, platform, reads, subscriptions, writes
 from localgraph.context import GraphSettings, LogEntry, ServerContext
 from localgraph.errors import GraphError, new_request_id
 from localgraph.generate import TenantShape, build_tenant
@@ -46,7 +46,7 @@ from localgraph.tls import TlsMaterial, load_or_write_material
 log = logging.getLogger(__name__)
 
 GRAPH_ROUTER = Router()
-for _module in (delta, reads, intune, writes, batch):  # delta first: `/users/delta` before `/users/{id}`
+for _module in (delta, reads, intune, writes, subscriptions, batch):  # delta first: `/users/delta` before `/users/{id}`
     GRAPH_ROUTER.include(_module.router)
 
 APP_ROLES = [
@@ -134,6 +134,8 @@ def build_app(ctx: ServerContext) -> Starlette:
             request.method, url, dict(request.headers), body, f"{origin}/v1.0", request_id=new_request_id()
         )
         response = dispatch(ctx, req)
+        if isinstance(response, subscriptions.Pending):  # the validation handshake first
+            response = await response.settle()
         latency = ctx.settings.latency_ms + random.random() * ctx.settings.latency_jitter_ms
         if latency > 0:
             await asyncio.sleep(latency / 1000)
@@ -179,6 +181,7 @@ def build_app(ctx: ServerContext) -> Starlette:
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
         Route("/common/discovery/instance", instance_discovery),
         *control.routes(ctx),
+        *subscriptions.control_routes(ctx),
         *platform.routes(ctx),
     ]
     return Starlette(routes=routes)
@@ -268,6 +271,7 @@ class LocalGraph:
         ctx.identity = TokenService(tenant, self.tls.server.key, lambda: ctx.settings.token_lifetime_s)
         ctx.throttle = Throttle(tenant.count("user"), ctx.settings)
         ctx.faults = Faults()
+        subscriptions.attach(ctx, str(self.tls.ca_file))
         rng = random.Random(self.shape.seed + 7)
         client_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         app = AppRegistration(
