@@ -5,8 +5,8 @@ import logging
 import azure.functions as func
 
 from functions.runtime import services
+from shared.extract.poison import record_poisoned
 from shared.extract.runner import run_task
-from shared.runs import record_poisoned
 from shared.scheduling import tick
 from shared.storage.queues import RunRequest
 

@@ -1,4 +1,4 @@
-"""Incremental runs: one Graph delta round per stream, applied to the task's previous view.
+"""Incremental runs: one Graph delta round per stream, applied to the task's previous view, for any stream.
 
 A round returns only what changed since the stored delta link: objects created or updated (in Graph's
 default mode, with all their selected properties), objects removed (``@removed``), and for groups the
@@ -8,27 +8,27 @@ rebuilt, removed ones dropped, new ones appended, memberships patched. Memory ho
 
 Scope is applied client-side (delta cannot filter): an object that no longer matches the task's
 ``$filter`` leaves the view, one that now matches joins it. Objects that join the view without a delta entry
-of their own (a user newly in an "include members of" group, a group that enters the filter) and new groups'
-full membership are read directly, in batches.
+of their own (a user newly in an "include members of" group, a group that enters the filter) and the
+relations of new objects (a new group's members) are read directly, through the one $batch fan-out.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from azure.storage.blob import ContainerClient
 
+from shared.extract.fanout import FanOut
 from shared.extract.mapping import Mapper
-from shared.extract.members import MemberIds, MemberReader
-from shared.extract.streams import Scope, StreamPlan, membership_groups
+from shared.extract.relations import Relation
+from shared.extract.scoping import Scope, Scoping
+from shared.extract.streams import Stream
 from shared.extract.view import line_id, parse
-from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient, decode_body
+from shared.graph.client import GraphClient
 from shared.graph.errors import BadRequest, DeltaTokenExpired, NotFound
+from shared.runs import RunCounts
 from shared.storage.blobs import StagedJsonl, encode_line, read_lines
-from shared.storage.tables import RunCounts
 
 
 @dataclass
@@ -38,6 +38,7 @@ class DeltaRound:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> properties (full entries)
     reported: set[str] = field(default_factory=set)  # every id the round reports and does not remove
     removed: set[str] = field(default_factory=set)
+    removed_reasons: dict[str, str] = field(default_factory=dict)  # id -> @removed.reason (changed | deleted)
     member_adds: dict[str, set[str]] = field(default_factory=dict)  # group -> member ids added
     member_removes: dict[str, set[str]] = field(default_factory=dict)  # group -> member ids removed
     read: int = 0
@@ -48,6 +49,7 @@ class DeltaRound:
         object_id = item["id"]
         if "@removed" in item:
             self.removed.add(object_id)
+            self.removed_reasons[object_id] = str((item["@removed"] or {}).get("reason") or "")
             self.reported.discard(object_id)
             self.objects.pop(object_id, None)
             self.member_adds.pop(object_id, None)
@@ -98,62 +100,39 @@ async def read_round(client: GraphClient, delta_link: str) -> DeltaRound:
     return result
 
 
-async def latest_delta_link(client: GraphClient, plan: StreamPlan, *, members: bool) -> str:
+async def latest_delta_link(client: GraphClient, stream: Stream, *, members: bool) -> str:
     """A delta link for "changes from now on" (``$deltatoken=latest``): taken before a full read."""
-    params = {"$select": ",".join(plan.delta_select(members=members)), "$deltatoken": "latest"}
+    params = {"$select": ",".join(stream.delta_select(members=members)), "$deltatoken": "latest"}
     link = ""
-    async for page in client.pages(f"{plan.collection}/delta", params=params):
+    async for page in client.pages(f"{stream.collection}/delta", params=params):
         link = page.delta_link or link
     return link
-
-
-def _patched(
-    current: Iterable[str], gained: set[str] | None, lost: set[str] | None, gone: set[str]
-) -> list[str]:
-    result = set(current)
-    if lost:
-        result -= lost
-    if gone:
-        result -= gone
-    if gained:
-        result |= gained
-    return sorted(result)
 
 
 @dataclass
 class ViewMerge:
     """Builds one stream's new view from its previous view and the delta rounds."""
 
-    client: GraphClient
-    reader: MemberReader
-    plan: StreamPlan
+    fanout: FanOut
+    stream: Stream
     mapper: Mapper
     scope: Scope
+    relations: dict[str, Relation]
+    scopings: list[Scoping]
     own_round: DeltaRound | None  # the stream's own changes (None: the stream's objects did not change)
-    groups_round: DeltaRound | None  # membership changes (members of groups, memberOf of objects)
+    memberships: DeltaRound | None  # the groups' round: membership changes (members of groups, memberOf)
 
     async def run(
         self, container: ContainerClient, previous_blob: str, writer: StagedJsonl, counts: RunCounts
     ) -> None:
         own = self.own_round or DeltaRound()
         counts.read = own.read
-        groups = self.groups_round or DeltaRound()
-        gained, lost = groups.member_of_changes() if self.mapper.needs_member_of else ({}, {})
-        removed_groups = groups.removed if self.mapper.needs_member_of else set()
-        removed_pattern = (
-            re.compile("|".join(re.escape(g) for g in sorted(removed_groups)).encode())
-            if removed_groups
-            else None
-        )
-        is_groups = self.plan.name == "groups"
-        # Users who may join without a delta entry of their own: added to an include group, removed from an
-        # exclude group (membership changes are in the groups round, not the users round).
-        include_groups, exclude_groups = membership_groups(self.plan.selection)
-        candidates: set[str] = set()
-        for group_id in include_groups:
-            candidates |= groups.member_adds.get(group_id, set())
-        for group_id in exclude_groups:
-            candidates |= groups.member_removes.get(group_id, set())
+        memberships = self.memberships or DeltaRound()
+        for relation in self.relations.values():
+            relation.begin_merge(own, memberships)
+        candidates: set[str] = set()  # objects that may join without a delta entry of their own
+        for scoping in self.scopings:
+            candidates |= scoping.candidates(memberships)
         in_view: set[str] = set()  # the ids of the previous view that matter below
 
         async for line in read_lines(container, previous_blob):
@@ -163,40 +142,23 @@ class ViewMerge:
             if object_id in own.removed or not self.scope.keeps_id(object_id):
                 counts.removed += 1
                 continue
-            adds = own.member_adds.get(object_id) if is_groups else None
-            removes = own.member_removes.get(object_id) if is_groups else None
             obj = own.objects.get(object_id)
-            touches_member_of = (
-                object_id in gained
-                or object_id in lost
-                or (removed_pattern is not None and removed_pattern.search(line) is not None)
-            )
-            if obj is None and not adds and not removes and not touches_member_of:
+            touched = any(relation.touches(object_id, line) for relation in self.relations.values())
+            if obj is None and not touched:
                 await writer.write_line(line)
                 continue
             previous = parse(line)
-            members = (
-                _patched(self.mapper.members_of(previous), adds, removes, set())
-                if self.mapper.needs_members
-                else None
-            )
-            member_of = (
-                _patched(
-                    self.mapper.member_of_of(previous),
-                    gained.get(object_id),
-                    lost.get(object_id),
-                    removed_groups,
-                )
-                if self.mapper.needs_member_of
-                else None
-            )
+            related = {
+                name: relation.patch(object_id, self.mapper.related_of(previous, name))
+                for name, relation in self.relations.items()
+            }
             if obj is not None:
                 if not self.scope.keeps(obj):
                     counts.removed += 1
                     continue
-                record = self.mapper.record(obj, members=members, member_of=member_of)
+                record = self.mapper.record(obj, related)
             else:
-                record = self.mapper.with_memberships(previous, members=members, member_of=member_of)
+                record = self.mapper.with_related(previous, related)
             encoded = encode_line(record)
             if encoded.rstrip(b"\n") != line.rstrip(b"\n"):
                 counts.changed += 1
@@ -208,46 +170,16 @@ class ViewMerge:
         unknown = (own.reported - own.objects.keys()) | candidates
         to_fetch = sorted(oid for oid in unknown - in_view - own.removed if self.scope.keeps_id(oid))
         if to_fetch:
-            joining.extend(o for o in await self._fetch_objects(to_fetch) if self.scope.keeps(o))
-        members_of_new: dict[str, MemberIds | None] = {}
-        if is_groups and self.mapper.needs_members and joining:
-            members_of_new = await self.reader.members(o["id"] for o in joining)
-        parents_of_new: dict[str, MemberIds | None] = {}
-        if self.mapper.needs_member_of and joining:
-            parents_of_new = await self.reader.member_of(
-                [o["id"] for o in joining], collection=self.plan.collection
-            )
+            select = ",".join(self.stream.delta_select())
+            fetched = await self.fanout.objects(to_fetch, f"/{self.stream.collection}/{{id}}?$select={select}")
+            joining.extend(obj for obj in fetched.values() if obj is not None and self.scope.keeps(obj))
+        ids = [obj["id"] for obj in joining]
+        values = {name: await relation.join_values(ids) for name, relation in self.relations.items()} if ids else {}
         for obj in joining:
-            oid = obj["id"]
-            if is_groups and self.mapper.needs_members and members_of_new.get(oid) is None:
+            related = {name: found.get(obj["id"]) for name, found in values.items()}
+            if any(value is None for value in related.values()):
                 continue  # vanished meanwhile
             counts.changed += 1
-            await writer.write(
-                self.mapper.record(
-                    obj,
-                    members=members_of_new.get(oid) if is_groups else None,
-                    member_of=parents_of_new.get(oid) if self.mapper.needs_member_of else None,
-                )
-            )
+            await writer.write(self.mapper.record(obj, related))
         await writer.flush()
         counts.written = writer.records
-
-    async def _fetch_objects(self, ids: list[str]) -> list[dict[str, Any]]:
-        select = ",".join(self.plan.delta_select(members=False))
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), MAX_BATCH_STEPS):
-            chunk = ids[start : start + MAX_BATCH_STEPS]
-            steps = [
-                BatchStep(str(i), f"/{self.plan.collection}/{oid}?$select={select}")
-                for i, oid in enumerate(chunk)
-            ]
-            answers = await self.client.batch(steps)
-            for step in steps:
-                answer = answers[step.id]
-                if answer.missing:
-                    continue
-                if not answer.ok:
-                    raise answer.error(step)
-                body = decode_body(answer)
-                found.append({k: v for k, v in body.items() if not k.startswith("@odata")})
-        return found

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from shared.config import ObjectSelection
+from shared.config import PSEUDO_ATTRIBUTES, ObjectSelection
 
 SOURCE_TYPE = "Microsoft Entra ID"
 MEMBERS = "members"
@@ -46,19 +46,16 @@ def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
 
 
 class Mapper:
-    """Maps objects of one selection (users or groups) of one task."""
+    """Maps objects of one selection of one task; relations (pseudo-attributes) arrive as id lists."""
 
     def __init__(self, selection: ObjectSelection, task_id: str) -> None:
         self.selection = selection
         self.task_id = task_id
-        self.members_code: str | None = None
-        self.member_of_code: str | None = None
+        self.related_codes: dict[str, str] = {}  # pseudo-attribute -> local code
         getters = []
         for mapping in selection.mappings:
-            if mapping.external == MEMBERS:
-                self.members_code = mapping.local
-            elif mapping.external == MEMBER_OF:
-                self.member_of_code = mapping.local
+            if mapping.external in PSEUDO_ATTRIBUTES:
+                self.related_codes[mapping.external] = mapping.local
             else:
                 getters.append((mapping.local, _getter(mapping.external)))
         self._getters = tuple(getters)
@@ -70,50 +67,32 @@ class Mapper:
 
     @property
     def needs_members(self) -> bool:
-        return self.members_code is not None
+        return MEMBERS in self.related_codes
 
     @property
     def needs_member_of(self) -> bool:
-        return self.member_of_code is not None
+        return MEMBER_OF in self.related_codes
 
     def record(
-        self,
-        obj: dict[str, Any],
-        *,
-        members: Iterable[str] | None = None,
-        member_of: Iterable[str] | None = None,
+        self, obj: dict[str, Any], related: Mapping[str, Iterable[str] | None] | None = None
     ) -> dict[str, Any]:
         attributes = {code: get(obj) for code, get in self._getters}
-        if self.members_code is not None:
-            attributes[self.members_code] = sorted(members or ())
-        if self.member_of_code is not None:
-            attributes[self.member_of_code] = sorted(member_of or ())
+        for name, code in self.related_codes.items():
+            attributes[code] = sorted((related or {}).get(name) or ())
         attributes.update(self._constants)
         return {"id": obj["id"], "attributes": attributes}
 
-    def members_of(self, record: dict[str, Any]) -> list[str]:
-        """The member ids a record holds (an earlier run's record, for patching)."""
-        if self.members_code is None:
-            return []
-        return list(record["attributes"].get(self.members_code) or ())
+    def related_of(self, record: dict[str, Any], name: str) -> list[str]:
+        """The ids a record (an earlier run's) holds for a relation, for patching."""
+        code = self.related_codes.get(name)
+        return [] if code is None else list(record["attributes"].get(code) or ())
 
-    def member_of_of(self, record: dict[str, Any]) -> list[str]:
-        if self.member_of_code is None:
-            return []
-        return list(record["attributes"].get(self.member_of_code) or ())
-
-    def with_memberships(
-        self,
-        record: dict[str, Any],
-        *,
-        members: Iterable[str] | None = None,
-        member_of: Iterable[str] | None = None,
-    ) -> dict[str, Any]:
+    def with_related(self, record: dict[str, Any], related: Mapping[str, Iterable[str]]) -> dict[str, Any]:
         attributes = dict(record["attributes"])
-        if members is not None and self.members_code is not None:
-            attributes[self.members_code] = sorted(members)
-        if member_of is not None and self.member_of_code is not None:
-            attributes[self.member_of_code] = sorted(member_of)
+        for name, values in related.items():
+            code = self.related_codes.get(name)
+            if code is not None:
+                attributes[code] = sorted(values)
         return {"id": record["id"], "attributes": attributes}
 
 
@@ -121,11 +100,3 @@ def record_hash(record: dict[str, Any]) -> int:
     """A 64-bit digest of a record's content, to tell changed records from unchanged ones."""
     canonical = json.dumps(record["attributes"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")
-
-
-def selection_fingerprint(selection: ObjectSelection | None, extra: str = "") -> str:
-    """Changes to any of these settings change the records, so the next run must read everything."""
-    if selection is None:
-        return "none"
-    canonical = selection.model_dump_json(exclude={"target_template", "target_folder"})
-    return hashlib.sha256((canonical + extra).encode()).hexdigest()[:16]

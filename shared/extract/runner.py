@@ -3,8 +3,11 @@
     lease the task -> load state -> plan (full | incremental, and why) -> read Graph into staged blobs
     -> commit the files -> manifest -> latest.json -> only now: state (view, delta links) -> history
 
-Write the data, then the state: a crash before the commit leaves the previous view, delta links and output
-untouched (the staged blocks are invisible); a crash during a long full read resumes from its checkpoint.
+The runner knows no collection by name: a task's streams (:func:`shared.extract.streams.task_streams`) are
+specifications bound to its selections, and every stream runs through the same pipeline (full reads,
+:mod:`shared.extract.pipeline`) or merge (incremental runs, :mod:`shared.extract.incremental`). Planning,
+checkpointing and committing are modules of their own.
+
 An incremental task's first run, and any run after its delta link was refused, reads everything and takes
 its new delta links *before* reading, so nothing that changes meanwhile is missed (a change may be seen
 twice; applying it twice is harmless).
@@ -12,34 +15,38 @@ twice; applying it twice is harmless).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from shared import logs
 from shared.config import Config, ScheduledTask
-from shared.extract import view
-from shared.extract.full import FullRead, membership_index
+from shared.delivery.release import after_commit, after_failure
+from shared.delivery.removals import removal_hints
+from shared.extract.checkpointing import Checkpoints
+from shared.extract.committing import StreamOutput, commit
+from shared.extract.concurrency import run_all
+from shared.extract.fanout import FanOut
 from shared.extract.incremental import DeltaRound, ViewMerge, latest_delta_link, read_round
-from shared.extract.mapping import Mapper, selection_fingerprint
-from shared.extract.members import MemberReader
-from shared.extract.streams import Scope, StreamPlan, membership_groups
+from shared.extract.mapping import Mapper
+from shared.extract.pipeline import FullRead
+from shared.extract.planning import Plan, delta_rounds, plan_run, task_fingerprint
+from shared.extract.relations import Relation, RelationContext
+from shared.extract.scoping import Scoping, base_scope
+from shared.extract.streams import MEMBERSHIPS, Stream, TaskStreams, membership_probe, task_streams
 from shared.graph.client import GraphClient
 from shared.graph.errors import DeltaTokenExpired, GraphError
 from shared.retry import transient
+from shared.runs import RunCounts, RunRecord, RunRequest, TaskState
 from shared.services import Services
 from shared.storage import blobs
 from shared.storage.lease import TaskLease
-from shared.storage.queues import RunRequest
-from shared.storage.tables import Checkpoint, RunCounts, RunRecord, TaskState, View
+from shared.storage.tables import HistoryStore
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int], None]
-FORMAT = "entra-graph-connector/records-v1"
 
 
 @dataclass
@@ -49,21 +56,14 @@ class RunOutcome:
 
 
 @dataclass
-class Plan:
-    mode: str  # "full" | "incremental"
-    reason: str | None = None  # why an incremental task reads everything
+class _StreamRun:
+    """One stream of this run: what it reads, how it maps, where it writes, what it needs."""
 
-
-@dataclass
-class _Stream:
-    plan: StreamPlan
+    stream: Stream
     mapper: Mapper
-    writer: blobs.StagedJsonl
-    counts: RunCounts = field(default_factory=RunCounts)
-
-
-def task_fingerprint(task: ScheduledTask) -> str:
-    return selection_fingerprint(task.users, "users") + selection_fingerprint(task.groups, "groups")
+    relations: dict[str, Relation]
+    scopings: list[Scoping]
+    output: StreamOutput
 
 
 class TaskRun:
@@ -74,311 +74,183 @@ class TaskRun:
         task: ScheduledTask,
         request: RunRequest,
         progress: Progress | None,
+        streams: list[Stream],
+        lease: TaskLease | None = None,
     ) -> None:
         self.services = services
-        self.config = config
         self.task = task
         self.request = request
         self.progress = progress
         self.connector = config.connector(task.connector)
+        self.streams = streams
+        self.fingerprint = task_fingerprint(streams)
         self.prefix = blobs.run_prefix(task.name, request.run_id)
+        self.checkpoints = Checkpoints(
+            services.state, task.name, request.run_id, self.fingerprint, self.connector, lease
+        )
         self.state = TaskState()
-        self.checkpoint: Checkpoint | None = None
-        self.lease: TaskLease | None = None
+        self.removal_hints: dict[str, str] = {}  # delivery: why delta removed an object (id -> reason)
 
-    # ------------------------------------------------------------------------------------------ plan
-    def _streams(self, resume: Checkpoint | None) -> dict[str, _Stream]:
-        streams: dict[str, _Stream] = {}
-        settings = self.services.settings
-        for name, collection, selection in (
-            ("users", "users", self.task.users),
-            ("groups", "groups", self.task.groups),
-        ):
-            if selection is None:
-                continue
-            saved = (resume.streams.get(name) if resume else None) or {}
+    # ------------------------------------------------------------------------------------- streams
+    def _stream_runs(self, context: RelationContext, resume: bool) -> list[_StreamRun]:
+        runs = []
+        saved = self.checkpoints.current.streams if resume and self.checkpoints.current else {}
+        for stream in self.streams:
+            progress = saved.get(stream.name)
             writer = blobs.StagedJsonl(
                 self.services.extracts,
-                f"{self.prefix}/{name}.jsonl",
-                block_size=settings.block_size,
-                blocks=saved.get("blocks", ()),
-                records=saved.get("records", 0),
+                f"{self.prefix}/{stream.name}.jsonl",
+                block_size=self.services.settings.block_size,
+                blocks=progress.blocks if progress else (),
+                records=progress.records if progress else 0,
             )
-            streams[name] = _Stream(
-                StreamPlan(name, collection, selection), Mapper(selection, self.task.name), writer
-            )
-        return streams
+            relations = {name: stream.spec.relations[name](stream.spec, context) for name in stream.related()}
+            scopings = [s for s in (make(stream.selection) for make in stream.spec.scopings) if s is not None]
+            runs.append(
+                _StreamRun(stream, Mapper(stream.selection, self.task.name), relations, scopings,
+                           StreamOutput(stream, writer, RunCounts()))
+            )  # fmt: skip
+        return runs
 
-    def _needs_groups_round(self, streams: dict[str, _Stream]) -> bool:
-        """Group membership changes feed groups, memberOf mappings and users scoped by group membership."""
-        return (
-            "groups" in streams
-            or any(s.mapper.needs_member_of for s in streams.values())
-            or any(any(membership_groups(s.plan.selection)) for s in streams.values())
+    @staticmethod
+    def _needs_memberships(runs: list[_StreamRun]) -> bool:
+        """Membership changes feed the groups stream itself, memberOf relations and membership scoping."""
+        return any(
+            run.stream.spec is MEMBERSHIPS
+            or any(r.uses_membership_round for r in run.relations.values())
+            or any(s.uses_membership_round for s in run.scopings)
+            for run in runs
         )
 
-    def _plan(self, streams: dict[str, _Stream]) -> Plan:
-        if self.task.mode == "full":
-            return Plan("full")
-        if self.request.full_resync:
-            return Plan("full", "a full read was requested")
-        if self.checkpoint is not None:
-            return Plan("full", self.checkpoint.resync_reason or "resuming an interrupted full read")
-        view_ = self.state.view
-        if view_ is None:
-            return Plan("full", "first run: nothing to apply changes to")
-        if view_.fingerprint != task_fingerprint(self.task):
-            return Plan("full", "the task's queries or mappings changed")
-        needed = set(streams) | ({"groups"} if self._needs_groups_round(streams) else set())
-        missing = sorted(
-            n for n in needed if n not in self.state.delta_links or (n not in view_.files and n in streams)
-        )
-        if missing:
-            return Plan("full", f"no delta link or view for {', '.join(missing)}")
-        return Plan("incremental")
-
-    # ------------------------------------------------------------------------------------ execution
-    async def _save_checkpoint(self, stream: str, data: dict[str, Any]) -> None:
-        assert self.checkpoint is not None
-        self.checkpoint.streams[stream] = data
-        await self._persist_checkpoint()
-
-    async def _persist_checkpoint(self) -> None:
-        """Store the checkpoint beside the unchanged view and delta links (the run has committed nothing)."""
-        assert self.checkpoint is not None
-        self._check_lease()
-        self.checkpoint.saved_at = datetime.now(UTC)
-        await self.services.state.put(
-            self.task.name, self.state.model_copy(update={"checkpoint": self.checkpoint})
-        )
-
-    def _check_lease(self) -> None:
-        if self.lease is not None and self.lease.lost:
-            raise RuntimeError(
-                "the task lease was lost during the run: not writing state (another run may own it)"
-            )
-
-    def _checkpoint_fingerprint(self) -> str:
-        """A resumed read must be the same read: same mappings and queries, same tenant and Graph host."""
-        connector = hashlib.sha256(self.connector.model_dump_json().encode()).hexdigest()[:16]
-        return task_fingerprint(self.task) + connector
-
-    async def abandon_checkpoint(self) -> None:
-        state = await self.services.state.get(self.task.name)
-        if state.checkpoint is not None and state.checkpoint.run_id == self.request.run_id:
-            await self.services.state.put(self.task.name, state.model_copy(update={"checkpoint": None}))
-
+    # ----------------------------------------------------------------------------------- execution
     async def execute(self, record: RunRecord) -> None:
-        settings = self.services.settings
         self.state = await self.services.state.get(self.task.name)
-        saved = self.state.checkpoint
-        self.checkpoint = (
-            saved
-            if saved is not None
-            and saved.run_id == self.request.run_id
-            and saved.fingerprint == self._checkpoint_fingerprint()
-            else None
-        )
+        self.checkpoints.resume(self.state)
         client = self.services.graph(self.connector)  # resolves the connector's secret references
-        async with client.context(deadline=time.monotonic() + settings.run_deadline_s) as call:
+        deadline = time.monotonic() + self.services.settings.run_deadline_s
+        async with client.context(deadline=deadline) as call:
             try:
                 await self._execute(record, client)
             finally:
                 record.requests = {**call.stats.as_dict(), "token_acquisitions": client.tokens.acquisitions}
 
     async def _execute(self, record: RunRecord, client: GraphClient) -> None:
-        reader = MemberReader(client, self.services.settings.graph_concurrency)
-        streams = self._streams(self.checkpoint)
-        plan = self._plan(streams)
+        context = RelationContext(FanOut(client, self.services.settings.graph_concurrency))
+        runs = self._stream_runs(context, resume=True)
+        rounds = delta_rounds(self.streams, needs_memberships=self._needs_memberships(runs))
+        plan = plan_run(self.task, self.request, self.state, self.checkpoints.current, self.streams, rounds)
         delta_links: dict[str, str] = {}
         if plan.mode == "incremental":
             try:
-                delta_links = await self._incremental(client, reader, streams)
+                delta_links = await self._incremental(client, context, runs, plan)
             except DeltaTokenExpired as exc:
                 plan = Plan("full", f"Graph refused the delta link ({exc.code or exc.status}): full resync")
-                streams = self._streams(None)
+                log.info("plan: full read (%s)", plan.reason)
+                self.checkpoints.current = None
+                runs = self._stream_runs(context, resume=False)
         if plan.mode == "full":
-            delta_links = await self._full(client, reader, streams, plan)
+            delta_links = await self._full(client, context, runs, plan, rounds)
         record.mode = plan.mode
         record.resync_reason = plan.reason
-        await self._commit(record, streams, delta_links)
+        await commit(
+            extracts=self.services.extracts,
+            states=self.services.state,
+            checkpoints=self.checkpoints,
+            record=record,
+            connector=self.connector.name,
+            outputs=[run.output for run in runs],
+            previous=self.state,
+            delta_links=delta_links if self.task.mode == "incremental" else {},
+            fingerprint=self.fingerprint,
+        )
 
     async def _full(
-        self, client: GraphClient, reader: MemberReader, streams: dict[str, _Stream], plan: Plan
+        self,
+        client: GraphClient,
+        context: RelationContext,
+        runs: list[_StreamRun],
+        plan: Plan,
+        rounds: list[str],
     ) -> dict[str, str]:
-        delta_links: dict[str, str] = {}
-        if self.checkpoint is None:
-            self.checkpoint = Checkpoint(
-                run_id=self.request.run_id,
-                mode="full",
-                fingerprint=self._checkpoint_fingerprint(),
-                resync_reason=plan.reason,
-                saved_at=datetime.now(UTC),
-            )
+        checkpoint = self.checkpoints.current
+        if checkpoint is None:
+            delta_links: dict[str, str] = {}
             if self.task.mode == "incremental":
                 # Before reading: changes made while we read are then replayed by the next round.
-                for name in sorted(
-                    set(streams) | ({"groups"} if self._needs_groups_round(streams) else set())
-                ):
-                    stream_plan = streams[name].plan if name in streams else _groups_probe(self.task)
-                    delta_links[name] = await latest_delta_link(client, stream_plan, members=name == "groups")
-                self.checkpoint.delta_links = delta_links
-            await self._persist_checkpoint()
-        else:
-            delta_links = dict(self.checkpoint.delta_links)
-        reading = FullRead(client, reader, self._save_checkpoint, self.progress)
-        index = None
-        if any(s.mapper.needs_member_of for s in streams.values()):
-            index = await membership_index(client, reader)
+                by_name = {run.stream.name: run.stream for run in runs}
+                for name in rounds:
+                    stream = by_name.get(name) or membership_probe()
+                    delta_links[name] = await latest_delta_link(
+                        client, stream, members=stream.spec is MEMBERSHIPS
+                    )
+            checkpoint = await self.checkpoints.start("full", plan.reason, delta_links)
+        for run in runs:
+            for relation in run.relations.values():
+                await relation.prepare()
         jobs = []
-        for name, stream in streams.items():
-            scope = await self._scope(reader, stream.plan, client_side=False)
-            resume = self.checkpoint.streams.get(name) or None
-            read = reading.users if name == "users" else reading.groups
-            jobs.append(
-                read(
-                    stream.plan,
-                    stream.mapper,
-                    scope,
-                    stream.writer,
-                    stream.counts,
-                    index=index,
-                    resume=resume,
-                )
-            )
-        await _all(jobs)
-        return delta_links
+        for run in runs:
+            scope = base_scope(run.stream.selection, client_side=False)
+            for scoping in run.scopings:
+                scope = await scoping.narrow(scope, context.fanout)
+            read = FullRead(
+                client, run.stream, run.mapper, scope, run.relations, run.output.writer, run.output.counts,
+                self.checkpoints.save_stream, self.progress,
+            )  # fmt: skip
+            jobs.append(read.run(checkpoint.streams.get(run.stream.name)))
+        await run_all(jobs)
+        return dict(checkpoint.delta_links)
 
     async def _incremental(
-        self, client: GraphClient, reader: MemberReader, streams: dict[str, _Stream]
+        self, client: GraphClient, context: RelationContext, runs: list[_StreamRun], plan: Plan
     ) -> dict[str, str]:
         links = self.state.delta_links
-        users_round: DeltaRound | None = None
-        groups_round: DeltaRound | None = None
-        if "users" in streams:
-            users_round = await read_round(client, links["users"])
-        if self._needs_groups_round(streams):
-            groups_round = await read_round(client, links["groups"])
+        rounds: dict[str, DeltaRound] = {}
+        for name in plan.rounds:
+            rounds[name] = await read_round(client, links[name])
+            self.removal_hints.update(removal_hints(rounds[name].removed_reasons))
         assert self.state.view is not None
         jobs = []
-        for name, stream in streams.items():
-            scope = await self._scope(reader, stream.plan, client_side=True)
+        for run in runs:
+            scope = base_scope(run.stream.selection, client_side=True)
+            for scoping in run.scopings:
+                scope = await scoping.narrow(scope, context.fanout)
             merge = ViewMerge(
-                client, reader, stream.plan, stream.mapper, scope,
-                own_round=users_round if name == "users" else groups_round,
-                groups_round=groups_round,
+                context.fanout, run.stream, run.mapper, scope, run.relations, run.scopings,
+                own_round=rounds.get(run.stream.name), memberships=rounds.get(MEMBERSHIPS.name),
             )  # fmt: skip
-            jobs.append(
-                merge.run(self.services.extracts, self.state.view.files[name], stream.writer, stream.counts)
-            )
-        await _all(jobs)
-        new_links = {}
-        if users_round is not None:
-            new_links["users"] = users_round.delta_link or links["users"]
-        if groups_round is not None:
-            new_links["groups"] = groups_round.delta_link or links["groups"]
-        return new_links
-
-    async def _scope(self, reader: MemberReader, plan: StreamPlan, *, client_side: bool) -> Scope:
-        include_groups, exclude_groups = membership_groups(plan.selection)
-        include = await reader.member_set(include_groups) if include_groups else None
-        exclude = await reader.member_set(exclude_groups) if exclude_groups else set()
-        return Scope.for_selection(
-            plan.selection, client_side=client_side, include=include, exclude_members=exclude
-        )
-
-    async def _commit(
-        self, record: RunRecord, streams: dict[str, _Stream], delta_links: dict[str, str]
-    ) -> None:
-        self._check_lease()
-        files = {}
-        for name, stream in streams.items():
-            await stream.writer.commit()
-            files[name] = stream.writer.name
-            if record.mode == "full":
-                # A full read comes in Graph's order: compare with the previous view by id. (An incremental
-                # run counted its changes while it merged.)
-                previous = {}
-                if self.state.view is not None and name in self.state.view.files:
-                    previous = await view.digests(self.services.extracts, self.state.view.files[name])
-                records, changed, removed = await view.compare(
-                    self.services.extracts, stream.writer.name, previous
-                )
-                stream.counts.written = records
-                stream.counts.changed = changed
-                stream.counts.removed = removed
-        record.counts = {name: s.counts for name, s in streams.items()}
-        record.files = files
-        committed_at = datetime.now(UTC)
-        manifest = {
-            "format": FORMAT,
-            "task": self.task.name,
-            "connector": self.connector.name,
-            "run_id": self.request.run_id,
-            "mode": record.mode,
-            "resync_reason": record.resync_reason,
-            "trigger": record.trigger,
-            "planned_at": record.planned_at.isoformat() if record.planned_at else None,
-            "started_at": record.started_at.isoformat() if record.started_at else None,
-            "committed_at": committed_at.isoformat(),
-            "previous_run_id": self.state.view.run_id if self.state.view else None,
-            "files": {
-                name: {
-                    "path": s.writer.name,
-                    "records": s.counts.written,
-                    "target_template": s.plan.selection.target_template,
-                    "target_folder": s.plan.selection.target_folder,
-                    "key": s.plan.selection.key,
-                }
-                for name, s in streams.items()
-            },
-            "counts": {name: s.counts.model_dump() for name, s in streams.items()},
-        }
-        await blobs.put_json(self.services.extracts, f"{self.prefix}/manifest.json", manifest)
-        await blobs.put_json(self.services.extracts, blobs.latest_name(self.task.name), manifest)
-        new_state = TaskState(
-            delta_links=delta_links if self.task.mode == "incremental" else {},
-            view=View(
-                run_id=self.request.run_id,
-                fingerprint=task_fingerprint(self.task),
-                files=files,
-                records={name: s.counts.written for name, s in streams.items()},
-                committed_at=committed_at,
-            ),
-            checkpoint=None,
-        )
-        await self.services.state.put(self.task.name, new_state)
-
-
-def _groups_probe(task: ScheduledTask) -> StreamPlan:
-    """A groups plan for tasks that read users only but map memberOf (the groups round feeds it)."""
-    from shared.config import GroupSelection
-
-    selection = GroupSelection(
-        mappings=[{"external": "members", "local": "members"}], target_template="", target_folder=""
-    )
-    return StreamPlan("groups", "groups", selection)
-
-
-async def _all(jobs: list) -> None:
-    """Run jobs concurrently; the first failure cancels the rest and is raised."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+            previous = self.state.view.files[run.stream.name]
+            jobs.append(merge.run(self.services.extracts, previous, run.output.writer, run.output.counts))
+        await run_all(jobs)
+        return {name: found.delta_link or links[name] for name, found in rounds.items()}
 
 
 async def run_task(
-    services: Services, request: RunRequest, *, config: Config | None = None, progress: Progress | None = None
+    services: Services,
+    request: RunRequest,
+    *,
+    config: Config | None = None,
+    progress: Progress | None = None,
+    streams: TaskStreams = task_streams,
 ) -> RunOutcome:
-    """Run one task for one request; always leaves a history row saying what happened."""
+    """Run one task for one request; always leaves a history row saying what happened.
+
+    ``streams``: which streams the task reads (by default its users and groups selections); any stream
+    specification runs through the same code."""
+    with logs.scope(task=request.task, run=request.run_id):
+        return await _run_task(services, request, config, progress, streams)
+
+
+async def _run_task(
+    services: Services,
+    request: RunRequest,
+    config: Config | None,
+    progress: Progress | None,
+    streams: TaskStreams,
+) -> RunOutcome:
     history = services.history
     existing = await history.get(request.task, request.run_id)
-    if existing is not None and existing.status in ("succeeded", "skipped"):
+    if existing is not None and existing.status in ("succeeded", "skipped", "held"):
+        log.info("run already %s: a repeated delivery", existing.status)
         return RunOutcome(existing)  # the same request delivered again: already done
     record = RunRecord(
         task=request.task,
@@ -387,7 +259,7 @@ async def run_task(
         status="running",
         planned_at=request.planned_at or request.requested_at,
         started_at=datetime.now(UTC),
-        attempt=(existing.attempt + 1) if existing is not None else 1,
+        attempt=(existing.attempt + 1) if existing is not None and existing.status != "queued" else 1,
     )
     try:
         config = config or await services.config_store.load()
@@ -396,33 +268,41 @@ async def run_task(
         return await _finish(history, record, "failed", f"unknown task {request.task!r}")
     except ValueError as exc:  # ConfigError: the stored configuration is invalid
         return await _finish(history, record, "failed", f"invalid stored configuration:\n{exc}")
-    run = TaskRun(services, config, task, request, progress)
+    if not task.enabled and not request.force:
+        return await _finish(history, record, "skipped", "the task is disabled (a manual run needs --force)")
     lease = TaskLease(services.leases, task.name, services.settings.lease_s)
     if not await lease.acquire():
         if existing is not None and existing.status == "running":
             return RunOutcome(existing)  # this very run is in progress: a duplicate delivery
+        log.info("another run of this task holds the lease: skipped")
         return await _finish(history, record, "skipped", "another run of this task is in progress")
     await history.put(record)
-    run.lease = lease
+    run = TaskRun(services, config, task, request, progress, streams(task), lease)
     try:
         await run.execute(record)
+        selections = {s.name: s.selection for s in run.streams}
+        delivered = await after_commit(
+            services, task, run.connector, record, lease=lease, hints=run.removal_hints, selections=selections
+        )
     except Exception as exc:
         retriable = transient(exc)
         if isinstance(exc, GraphError):
-            log.warning("run %s of %s failed: %s", request.run_id, task.name, exc)
+            log.warning("run failed: %s", exc)
         else:
-            log.exception("run %s of %s failed", request.run_id, task.name)
+            log.exception("run failed")
         if not retriable and not lease.lost:
             # Nothing will resume it; the view and delta links stay as they were.
-            await run.abandon_checkpoint()
-        return await _finish(history, record, "failed", f"{type(exc).__name__}: {exc}", retriable=retriable)
+            await run.checkpoints.abandon()
+        error = f"{type(exc).__name__}: {exc}"
+        await after_failure(services, task, run.connector, record, error, final=not retriable)
+        return await _finish(history, record, "failed", error, retriable=retriable)
     finally:
         await lease.release()
-    return await _finish(history, record, "succeeded", None)
+    return await _finish(history, record, delivered.status, delivered.error)
 
 
 async def _finish(
-    history, record: RunRecord, status: str, error: str | None, retriable: bool = False
+    history: HistoryStore, record: RunRecord, status: str, error: str | None, retriable: bool = False
 ) -> RunOutcome:
     record.status = status  # type: ignore[assignment]
     record.error = error

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import shared.extract.full
+import shared.extract.pipeline
 from localgraph.context import GraphSettings
 from localgraph.generate import TenantShape
 from shared.extract.runner import run_task
@@ -110,7 +110,7 @@ async def test_a_killed_run_leaves_the_last_output_and_the_redelivered_run_resum
     first = await run(services, config, run_id="20261128T010000Z-aaaaaa")
     await assert_output_is_the_tenant(services, control, first)
 
-    monkeypatch.setattr(shared.extract.full, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every page
+    monkeypatch.setattr(shared.extract.pipeline, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every page
     control.settings(latency_ms=50)
     killed_id = "20261128T020000Z-bbbbbb"
     task = asyncio.create_task(run(services, config, run_id=killed_id))
@@ -118,7 +118,7 @@ async def test_a_killed_run_leaves_the_last_output_and_the_redelivered_run_resum
         await asyncio.sleep(0.05)
         assert not task.done(), task.result()
         checkpoint = (await services.state.get("people")).checkpoint
-        if checkpoint is not None and checkpoint.streams.get("users", {}).get("read", 0) >= 500:
+        if checkpoint is not None and "users" in checkpoint.streams and checkpoint.streams["users"].read >= 500:
             break
     task.cancel()  # the worker is recycled mid-run
     with pytest.raises(asyncio.CancelledError):
@@ -130,7 +130,7 @@ async def test_a_killed_run_leaves_the_last_output_and_the_redelivered_run_resum
     assert (await blobs.get_json(services.extracts, "people/latest.json"))["run_id"] == first.run_id
     assert state.checkpoint is not None and state.checkpoint.run_id == killed_id
     saved = state.checkpoint.streams["users"]
-    assert saved["next_link"] and saved["blocks"] and saved["read"] % 100 == 0
+    assert saved.next_link and saved.blocks and saved.read % 100 == 0
     prefix = blobs.run_prefix("people", killed_id)
     assert [b.name for b in services.extracts.list_blobs(name_starts_with=prefix)] == []
     assert await blobs.get_json(services.extracts, f"{prefix}/manifest.json") is None
@@ -146,7 +146,7 @@ async def test_a_killed_run_leaves_the_last_output_and_the_redelivered_run_resum
     resumed = await run(services, config, run_id=killed_id)
     await assert_output_is_the_tenant(services, control, resumed)
     assert resumed.mode == "full" and resumed.attempt == 2
-    assert control.requests()["by_path"]["GET /users"] == 30 - saved["read"] // 100
+    assert control.requests()["by_path"]["GET /users"] == 30 - saved.read // 100
     assert resumed.counts["users"].read == resumed.counts["users"].written == 3000
     state = await services.state.get("people")
     assert state.view.run_id == killed_id and state.checkpoint is None
@@ -285,7 +285,7 @@ async def test_a_killed_group_read_resumes_without_losing_or_repeating_groups(
     # Group pages are processed a few at a time and finish out of order; the checkpoint must name exactly
     # the blocks of the finished prefix of pages, or a resumed run repeats or loses groups.
     config = task_config(graph.info, mappings_type="access", groups={"query": "$top=20"})
-    monkeypatch.setattr(shared.extract.full, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(shared.extract.pipeline, "CHECKPOINT_EVERY_S", 0.0)
     control.settings(latency_ms=10, latency_jitter_ms=20)  # pages finish out of order, close together
     run_id = "20261128T030000Z-cccccc"
     task = asyncio.create_task(run(services, config, run_id=run_id))
@@ -293,13 +293,13 @@ async def test_a_killed_group_read_resumes_without_losing_or_repeating_groups(
         await asyncio.sleep(0.05)
         assert not task.done(), task.result()
         checkpoint = (await services.state.get("people")).checkpoint
-        if checkpoint is not None and checkpoint.streams.get("groups", {}).get("read", 0) >= 100:
+        if checkpoint is not None and "groups" in checkpoint.streams and checkpoint.streams["groups"].read >= 100:
             break
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     saved = (await services.state.get("people")).checkpoint.streams["groups"]
-    assert len(saved["blocks"]) == len(set(saved["blocks"])) == saved["read"] // 20
+    assert len(saved.blocks) == len(set(saved.blocks)) == saved.read // 20
     control.settings(latency_ms=0, latency_jitter_ms=0)
     resumed = await run(services, config, run_id=run_id)
     await assert_output_is_the_tenant(services, control, resumed)  # read_records refuses duplicates
@@ -308,7 +308,7 @@ async def test_a_killed_group_read_resumes_without_losing_or_repeating_groups(
 async def test_a_checkpoint_made_for_another_configuration_is_not_resumed(
     graph, control, services, monkeypatch
 ):
-    monkeypatch.setattr(shared.extract.full, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(shared.extract.pipeline, "CHECKPOINT_EVERY_S", 0.0)
     old = task_config(graph.info, mappings_type="identity", users={"query": "$top=10"})
     control.settings(latency_ms=30)
     run_id = "20261128T040000Z-dddddd"

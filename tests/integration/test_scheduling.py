@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 import function_app
 import functions.scheduling
 from shared.config import parse_config
-from shared.runs import record_poisoned
+from shared.extract.poison import record_poisoned
 from shared.scheduling import due_requests, latest_occurrence, tick
 from shared.services import Services
 from shared.storage.queues import RunRequest, scheduled_run_id

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from shared.runs import RunRecord, RunRequest, new_run_id
 from shared.services import Services
-from shared.storage.queues import RunRequest, new_run_id
-from shared.storage.tables import RunRecord
 
 
 async def record_poisoned(services: Services, body: bytes, dequeue_count: int | None) -> RunRecord:
