@@ -8,7 +8,8 @@
 - **Key Vault secrets:** ``GET /secrets/{name}[/{version}]?api-version=...``: a request without a token gets
   Key Vault's 401 bearer challenge (``authorization`` = the tenant's authority, ``resource`` =
   ``https://vault.azure.net``); with a valid token for that resource, the secret bundle
-  (``value``, ``id``, ``attributes``). Secrets are set through the control API. Key Vault clients must be told
+  (``value``, ``id``, ``attributes``). Secrets are set through the control API, or with Key Vault's own
+  ``PUT /secrets/{name}`` (Set Secret, same token rules) as ``SecretClient.set_secret`` sends it. Key Vault clients must be told
   not to insist that the vault's host is under ``vault.azure.net`` (``verify_challenge_resource=False``).
 """
 
@@ -72,6 +73,16 @@ def routes(ctx) -> list[Route]:
                 401, "Unauthorized", "AKV10022: Invalid audience or expired token.", challenge
             )
         name = request.path_params["name"]
+        if request.method == "PUT":
+            # Set Secret: https://learn.microsoft.com/rest/api/keyvault/secrets/set-secret/set-secret
+            data = await request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("value"), str):
+                return _vault_error(400, "BadParameter", "The parameter value is required.")
+            ctx.vault_secrets[name] = {
+                "value": data["value"],
+                "version": uuid.uuid4().hex,
+                "created": int(time.time()),
+            }
         stored = ctx.vault_secrets.get(name)
         version = request.path_params.get("version")
         if stored is None or (version and version != stored["version"]):
@@ -103,7 +114,7 @@ def routes(ctx) -> list[Route]:
 
     return [
         Route("/msi/token", identity_token),
-        Route("/secrets/{name}", secret),
+        Route("/secrets/{name}", secret, methods=["GET", "PUT"]),
         Route("/secrets/{name}/{version}", secret),
         Route("/_control/vault/secrets/{name}", set_secret, methods=["PUT"]),
     ]
