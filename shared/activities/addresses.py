@@ -35,6 +35,7 @@ import httpx
 
 API_VERSION = "v1.0"
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?![0-9])")
 _ENCODED_FORBIDDEN_IN_PATH = re.compile(r"%(2[fF]|5[cC]|3[fF]|23|25|00)")
 
 
@@ -48,6 +49,8 @@ def join(graph_root: str, base_query: str, node_url: str) -> str:
     if node_url.lower().startswith("https://") or node_url.lower().startswith("http://"):
         url = node_url
     else:
+        if _SCHEME.match(node_url):
+            raise AddressRefused("a full URL must start with https:// and name the connector's Graph host")
         if node_url.startswith("//") or node_url.startswith("/\\") or "://" in node_url:
             raise AddressRefused(
                 "a relative URL must not start with '//' or contain '://' (it could name another host); "

@@ -228,8 +228,14 @@ class ActivityApi:
     def _call(self, activity: Activity, config: Config, task_name: str) -> ActivityCall:
         try:
             task = config.task_of(EventTask, task_name)
-        except KeyError as exc:
-            raise invalid([("task", str(exc).strip("'\""))]) from None
+        except KeyError:
+            kinds = {t.name: getattr(t, "usage", "scheduled") for t in config.tasks}
+            message = (
+                f"{task_name} is a {kinds[task_name]} task, not an event task"
+                if task_name in kinds
+                else f"no event task named {task_name}"
+            )
+            raise invalid([("task", message)]) from None
         if not task.enabled:
             raise invalid([("task", f"event task {task_name} is disabled")])
         connector = config.connector(task.connector)

@@ -29,8 +29,10 @@ def poll_path(task: str, run_id: str) -> str:
 def scheduled_task(config: Config, name: str) -> ScheduledTask:
     try:
         return config.task_of(ScheduledTask, name)
-    except KeyError as exc:
-        raise invalid([("task", str(exc).strip("'\""))]) from None
+    except KeyError:
+        kinds = {t.name: getattr(t, "usage", "scheduled") for t in config.tasks}
+        message = f"{name} is an {kinds[name]} task" if name in kinds else f"no scheduled task named {name}"
+        raise invalid([("task", f"{message}; only scheduled tasks can be run")]) from None
 
 
 async def start(services: Services, config: Config, request: RunTaskRequest) -> tuple[int, RunStatusResponse]:

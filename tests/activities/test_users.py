@@ -112,8 +112,12 @@ async def test_create_user_then_join_groups_waits_for_replication(call, control,
     control.settings(replication_delay_ms=1500.0)
     groups = [g["id"] for g in control.objects("groups")[:2]]
     values = new_user_values(graph.info, "new.joiner")
+    control.clear_requests()
     status, body, _ = await call("users.create", {"task": "people", "values": values, "groups": groups})
     assert status == 201, body
+    # Graph refused the first links with its replication 400, and the activity tried again.
+    log = control.requests()
+    assert log["statuses"]["400"] >= 1 and log["statuses"]["204"] == 2
     user_id = body["object_id"]
     for group in groups:
         assert user_id in control.get("groups", group)["members"]

@@ -1,0 +1,165 @@
+"""The API's contract: Idempotency-Key, usage counters, problem details, the committed OpenAPI document, the
+Function App's index of the activity functions."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import azure.functions as func
+
+from shared.activities.api import ActivityApi
+from shared.activities.catalog import ACTIVITIES
+from shared.activities.idempotency import IdempotencyStore
+from shared.activities.openapi import OPENAPI_PATH, render
+from shared.activities.usage import UsageStore
+from tests.activities.test_users import find_user, new_user_values
+
+
+async def test_same_key_and_body_replays_the_first_outcome_without_calling_graph(call, control, graph):
+    request = {"task": "people", "values": new_user_values(graph.info, "idem.potent")}
+    headers = {"Idempotency-Key": "create-idem-1"}
+    first = await call("users.create", request, headers)
+    assert first[0] == 201, first[1]
+    control.clear_requests()
+    # Same body, other JSON formatting: the same request.
+    again = await call("users.create", json.dumps(request, indent=3).encode(), headers)
+    assert again[0] == 201 and again[1] == first[1]
+    assert again[2]["Idempotent-Replayed"] == "true"
+    assert control.requests()["http_calls"] == 0
+    assert sum(1 for u in control.objects("users") if u["userPrincipalName"].startswith("idem.potent@")) == 1
+
+
+async def test_same_key_with_another_body_is_refused(call, control, graph):
+    headers = {"Idempotency-Key": "create-idem-2"}
+    request = {"task": "people", "values": new_user_values(graph.info, "key.one")}
+    assert (await call("users.create", request, headers))[0] == 201
+    other = {"task": "people", "values": new_user_values(graph.info, "key.two")}
+    status, body, _ = await call("users.create", other, headers)
+    assert status == 422 and body["outcome"] == "Exception" and "another request body" in body["exception"]
+    assert find_user(control, other["values"]["login"]) is None
+
+
+async def test_an_invalid_request_does_not_use_up_its_key(call, graph):
+    headers = {"Idempotency-Key": "create-idem-3"}
+    status, _, _ = await call("users.create", {"task": "people", "values": {"title": "x"}}, headers)
+    assert status == 400
+    request = {"task": "people", "values": new_user_values(graph.info, "key.three")}
+    assert (await call("users.create", request, headers))[0] == 201
+
+
+async def test_graph_refusals_are_kept_and_replayed(call, control):
+    user = control.objects("users")[0]["id"]
+    headers = {"Idempotency-Key": "verify-7"}
+    request = {"task": "people", "user": user, "groups": ["00000000-0000-4000-8000-000000000002"]}
+    first = await call("memberships.add", request, headers)
+    assert first[0] == 404
+    control.clear_requests()
+    again = await call("memberships.add", request, headers)
+    assert again[0] == 404 and again[1] == first[1] and control.requests()["http_calls"] == 0
+
+
+async def test_keys_expire(services, api):
+    store = IdempotencyStore(
+        api.services.storage.tables.get_table_client(api._idempotency_table), ttl=timedelta(0)
+    )
+    await api.idempotency()
+    assert (await store.reserve("users.read", "k", "digest-a")).conflict is None
+    await store.complete(
+        "users.read",
+        "k",
+        "digest-a",
+        __import__("shared.activities.idempotency", fromlist=["StoredAnswer"]).StoredAnswer(200, b"{}", {}),
+    )
+    # Expired at once (ttl 0): the key may be used again, even with another body.
+    reservation = await store.reserve("users.read", "k", "digest-b")
+    assert reservation.replay is None and reservation.conflict is None
+    assert await store.purge_expired() >= 0
+
+
+async def test_usage_is_counted_per_event_task_and_activity(call, services, api, control):
+    user = control.objects("users")[0]["id"]
+    for _ in range(3):
+        await call("users.read", {"task": "people", "user": user})
+    await call("users.read", {"task": "people", "user": "00000000-0000-4000-8000-000000000003"})
+    usage = {(u.task, u.activity): u for u in await (await api.usage()).list("people")}
+    read = usage[("people", "users.read")]
+    assert (read.calls, read.completed, read.exceptions, read.last_status) == (4, 3, 1, 404)
+    assert read.last_call_at is not None
+
+
+async def test_concurrent_calls_are_all_counted(api):
+    import asyncio
+
+    store: UsageStore = await api.usage()
+    await asyncio.gather(*(store.record("t1", "users.read", 200) for _ in range(8)))
+    [usage] = await store.list("t1")
+    assert usage.calls == 8
+
+
+async def test_problems_name_every_invalid_field_and_unknown_tasks(call):
+    status, body, headers = await call(
+        "memberships.add", {"task": "bad name!", "user": "x", "groups": [], "extra": 1}
+    )
+    assert status == 400 and headers["Content-Type"] == "application/problem+json"
+    assert {e["field"] for e in body["errors"]} == {"task", "user", "groups", "extra"}
+    assert body["type"].endswith(":invalid-request") and body["title"] and body["detail"] == body["exception"]
+    status, body, _ = await call("users.read", b"{not json")
+    assert status == 400 and body["errors"][0]["field"] == "(body)"
+    status, body, _ = await call(
+        "users.read", {"task": "ghost", "user": "00000000-0000-4000-8000-000000000003"}
+    )
+    assert status == 400 and body["errors"] == [{"field": "task", "message": "no event task named ghost"}]
+    status, body, _ = await call(
+        "users.read", {"task": "off", "user": "00000000-0000-4000-8000-000000000003"}
+    )
+    assert status == 400 and "disabled" in body["exception"]
+    status, body, _ = await call(
+        "users.read", {"task": "nightly", "user": "00000000-0000-4000-8000-000000000003"}
+    )
+    assert status == 400 and "nightly is a scheduled task, not an event task" in body["exception"]
+
+
+async def test_throttling_is_a_503_with_retry_after(call, control, services):
+    control.set_faults({"status": 429, "retry_after": 1, "path": "^/users/", "count": 1000})
+    user = control.objects("users")[0]["id"]
+    services_api = ActivityApi(services)
+    from shared.activities import calls
+
+    calls_deadline = calls.CALL_DEADLINE_S
+    calls.CALL_DEADLINE_S = 2.5
+    try:
+        answer = await services_api.handle(
+            "users.read", json.dumps({"task": "people", "user": user}).encode(), {}
+        )
+    finally:
+        calls.CALL_DEADLINE_S = calls_deadline
+    assert answer.status == 503, answer.body
+    assert answer.headers["Retry-After"] and answer.json["graph_code"] == "TooManyRequests"
+
+
+def test_the_committed_openapi_document_is_current():
+    assert OPENAPI_PATH.read_text(encoding="utf-8") == render(), "stale: run make openapi"
+
+
+async def test_the_openapi_endpoint_serves_the_document(handlers):
+    request = func.HttpRequest(
+        method="GET", url="https://connector.example/api/v1/activities/openapi.json", body=b""
+    )
+    response = await handlers["activities_openapi"](request)
+    document = json.loads(response.get_body())
+    assert document["openapi"] == "3.1.0"
+    assert {f"/api/{a.route}" for a in ACTIVITIES} <= set(document["paths"])
+
+
+def test_every_activity_is_its_own_function_with_function_auth(handlers):
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    import functions.activities
+
+    app.register_functions(functions.activities.bp)
+    indexed = {f.get_function_name(): f for f in app.get_functions()}
+    for activity in ACTIVITIES:
+        function = indexed[activity.function_name]
+        trigger = json.loads(function.get_raw_bindings()[0])
+        assert trigger["route"] == activity.route and trigger["methods"] == ["POST"]
+        assert trigger["authLevel"] == "FUNCTION"
