@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from functions import scheduling
+from functions import admin, scheduling
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scheduling.bp)
+app.register_functions(admin.bp)
