@@ -1,0 +1,167 @@
+"""Admin operations against Azurite and the local Graph: run now and history, overview statuses, test
+connection (token, one read, roles against each feature's needs), authentication tasks (may this user sign in,
+the sign-in configuration), event tasks in use by workflows need force, operations not in this build say so."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.activities.api import ActivityApi
+from shared.extract.runner import run_task
+from shared.storage.queues import RunRequest
+
+
+async def _id(client, name):
+    tasks = (await client.get("/v1/tasks", params={"name": name})).json()["value"]
+    return next(t for t in tasks if t["name"] == name)
+
+
+async def test_run_now_queues_and_history_shows_the_run_with_its_details(client, stored):
+    task = await _id(client, "people")
+    overview = (await client.get("/v1/overview")).json()
+    assert overview["value"][0]["tasks"][0]["status"] == "not scheduled"  # on demand only, never run
+    queued = await client.post(f"/v1/tasks/{task['id']}/run")
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    run_id = queued.json()["run_id"]
+    assert (await client.get("/v1/overview")).json()["value"][0]["tasks"][0]["status"] == "waiting"
+    [message] = stored.storage.queues.get_queue_client(stored.settings.runs_queue).receive_messages()
+    request = RunRequest.model_validate_json(message.content)
+    assert (request.task, request.run_id, request.trigger) == ("people", run_id, "api")
+    await run_task(stored, request)  # what the queue-triggered function does with it
+    history = (await client.get(f"/v1/tasks/{task['id']}/runs")).json()["value"]
+    assert [(r["run_id"], r["status"]) for r in history] == [(run_id, "succeeded")]
+    run = (await client.get(f"/v1/tasks/{task['id']}/runs/{run_id}")).json()
+    assert run["counts"]["users"]["written"] == 60 and set(run["files"]) == {"users", "groups"}
+    connector = (await client.get("/v1/overview")).json()["value"][0]
+    assert connector["status"] == "ok" and connector["counts"] == {
+        "scheduled": 1,
+        "event": 0,
+        "authentication": 0,
+    }
+    # The page's file download serves the committed output.
+    download = await client.get(f"/tasks/{task['id']}/runs/{run_id}/files/users")
+    assert download.status_code == 200 and len(download.text.splitlines()) == 60
+
+
+async def test_test_connection_shows_roles_against_feature_needs(client, control, stored, graph):
+    connector = (await client.get("/v1/connectors")).json()["value"][0]
+    result = (await client.post(f"/v1/connectors/{connector['id']}/test")).json()
+    assert result["token"]["ok"] and result["read"]["ok"]
+    assert "Directory.ReadWrite.All" in result["roles"]
+    assert {f["feature"] for f in result["features"]} == {"read users", "read groups and their members"}
+    assert all(f["granted"] for f in result["features"])
+    # An app registration with users only: the group feature shows as not granted.
+    weak = control.add_app(["User.Read.All"])
+    stored.environ["WEAK_SECRET"] = weak["client_secret"]
+    definition = {
+        **connector["definition"],
+        "client_id": weak["client_id"],
+        "credential": {"type": "client_secret", "secret": {"app_setting": "WEAK_SECRET"}},
+    }
+    await client.put(
+        f"/v1/connectors/{connector['id']}", json=definition, headers={"If-Match": connector["etag"]}
+    )
+    result = (await client.post(f"/v1/connectors/{connector['id']}/test")).json()
+    assert result["roles"] == ["User.Read.All"]
+    granted = {f["feature"]: f["granted"] for f in result["features"]}
+    assert granted == {"read users": True, "read groups and their members": False}
+
+
+async def test_test_connection_reports_a_refused_credential(client, stored):
+    stored.environ["LOCALGRAPH_CLIENT_SECRET"] = "wrong"
+    connector = (await client.get("/v1/connectors")).json()["value"][0]
+    result = (await client.post(f"/v1/connectors/{connector['id']}/test")).json()
+    assert result["token"]["ok"] is False and "7000215" in result["token"]["error"]
+
+
+async def test_authentication_task_decides_sign_in_through_transitive_groups_and_filters(client, control):
+    users = [
+        u
+        for u in control.objects("users")
+        if u.get("accountEnabled") and "#EXT#" not in u["userPrincipalName"]
+    ]
+    inside, outside = users[0], users[1]
+    disabled = next(u for u in control.objects("users") if u.get("accountEnabled") is False)
+    parent = control.create(
+        "groups",
+        {
+            "displayName": "Sign-in allowed",
+            "mailEnabled": False,
+            "mailNickname": "signin",
+            "securityEnabled": True,
+        },
+    )
+    nested = control.create(
+        "groups",
+        {
+            "displayName": "Nested team",
+            "mailEnabled": False,
+            "mailNickname": "nested",
+            "securityEnabled": True,
+        },
+    )
+    control.members(parent["id"], add=[nested["id"]])
+    control.members(nested["id"], add=[inside["id"], disabled["id"]])
+    created = await client.post(
+        "/v1/tasks",
+        json={
+            "usage": "authentication", "name": "staff-sign-in", "connector": "local", "protocol": "saml2",
+            "realm": "staff", "users": {"filter": "accountEnabled eq true"}, "groups": {"member_of": [parent["id"]]},
+        },
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    id = created.json()["id"]
+
+    async def check(user):
+        answer = await client.post(f"/v1/tasks/{id}/sign-in-check", json={"user": user})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    allowed = await check(inside["userPrincipalName"])
+    assert allowed["allowed"] is True and allowed["user"]["id"] == inside["id"]
+    not_member = await check(outside["id"])
+    assert not_member["allowed"] is False and "not a member" in not_member["reason"]
+    filtered = await check(disabled["id"])
+    assert filtered["allowed"] is False and "user filter" in filtered["reason"]
+    missing = await check("nobody@" + inside["userPrincipalName"].split("@")[1])
+    assert missing["allowed"] is False and "no user" in missing["reason"]
+
+    configuration = (await client.get(f"/v1/tasks/{id}/sign-in-configuration")).json()
+    tenant = configuration["tenant_id"]
+    assert configuration["protocol"] == "saml2" and configuration["realm"] == "staff"
+    assert configuration["metadata_url"].endswith(
+        f"/{tenant}/federationmetadata/2007-06/federationmetadata.xml"
+    )
+    assert configuration["issuer"] == f"https://sts.windows.net/{tenant}/"  # the connector's cloud is global
+
+
+async def test_event_task_called_recently_needs_force_to_delete_or_change_usage(client, stored):
+    body = {
+        "usage": "event", "name": "provisioning", "connector": "local", "mappings_type": "identity",
+        "users": {"mappings": [{"local": "login", "external": "userPrincipalName"}]},
+    }  # fmt: skip
+    created = await client.post("/v1/tasks", json=body)
+    assert created.status_code == 201, created.text
+    id, etag = created.json()["id"], created.headers["etag"]
+    usage = await ActivityApi(stored).usage()
+    await usage.record("provisioning", "users.create", 200, datetime.now(UTC))
+    overview = (await client.get("/v1/overview")).json()["value"][0]
+    [event] = [t for t in overview["tasks"] if t["usage"] == "event"]
+    assert event["calls"][0]["activity"] == "users.create" and event["calls"][0]["calls"] == 1
+    changed = await client.put(
+        f"/v1/tasks/{id}",
+        json={**body, "mappings_type": "access", "users": None, "groups": body["users"]},
+        headers={"If-Match": etag},
+    )
+    assert changed.status_code == 409 and "force" in changed.json()["detail"]
+    refused = await client.delete(f"/v1/tasks/{id}", headers={"If-Match": etag})
+    assert refused.status_code == 409 and "called by workflows" in refused.json()["detail"]
+    forced = await client.delete(f"/v1/tasks/{id}", params={"force": "true"}, headers={"If-Match": etag})
+    assert forced.status_code == 204
+
+
+async def test_operations_missing_from_this_build_answer_501(client):
+    task = await _id(client, "people")
+    for action in ("stop", "clear-cache", "runs/20261130T000000Z-abcdef/approve"):
+        answer = await client.post(f"/v1/tasks/{task['id']}/{action}")
+        assert answer.status_code == 501, action
