@@ -54,8 +54,10 @@ class GraphSettings:
     # Objects examined per page of a filtered list: a selective filter gives short or empty pages that
     # still carry a nextLink, as Graph's do [GRAPH.md section 1].
     filter_scan_per_page: int = 20_000
-    # A GET by id of an object created through Graph less than this long ago answers 404, as a read served
-    # by a replica the write has not reached yet [GRAPH.md rule 8]. 0: reads see writes at once.
+    # The replication window: for this long after an object is created through Graph, a GET of it by id
+    # answers 404 and adding members to it (or it as a member) answers 400, as from a replica the create has
+    # not reached yet (localgraph.admission) [GRAPH.md rule 8; docs/graph-behaviour.md section 11].
+    # 0: reads and links see writes at once.
     replication_delay_ms: float = 0.0
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -179,6 +181,26 @@ def query_fingerprint(path: str, query: dict[str, str], exclude: tuple[str, ...]
 
 
 @dataclass
+class ReplicationWindow:
+    """Objects created through Graph and when (monotonic seconds), by id (and a user's UPN, lower-cased),
+    kept while ``settings.replication_delay_ms`` is set (the pipeline records them, localgraph.admission)."""
+
+    created: dict[str, float] = field(default_factory=dict)
+
+    def note(self, keys: list[str], delay_ms: float) -> None:
+        now = time.monotonic()
+        # Entries older than the window can no longer matter: drop them so the map stays small.
+        self.created = {k: at for k, at in self.created.items() if (now - at) * 1000 < delay_ms}
+        for key in keys:
+            self.created[key.lower()] = now
+
+    def fresh(self, key: str, delay_ms: float) -> bool:
+        """Whether ``key`` names an object created less than ``delay_ms`` ago."""
+        created = self.created.get(key.lower())
+        return created is not None and (time.monotonic() - created) * 1000 < delay_ms
+
+
+@dataclass
 class ServerContext:
     tenant: Tenant
     settings: GraphSettings
@@ -192,6 +214,7 @@ class ServerContext:
     started_at: float = field(default_factory=time.time)
     delta_generation: int = 0  # bumped to invalidate every delta token issued before
     delta_invalid_before: float = 0.0  # tokens issued before this moment are rejected
+    replication: ReplicationWindow = field(default_factory=ReplicationWindow)
     # Filled in by the server: identity (token service), throttling, faults.
     identity: Any = None
     throttle: Any = None

@@ -11,6 +11,12 @@ accepts ``User.DeleteRestore.All``; creating a group accepts ``Group.Create``.
 
 A requirement is a list of role sets; the caller needs at least one role of *each* set (a PATCH that
 changes both the password and the department needs a password permission and a user-write permission).
+
+:func:`check` is called by the request pipeline (:mod:`localgraph.admission`) for every request and every
+``$batch`` step before the handler runs; handlers make no permission checks of their own. Besides the
+operation's roles it refines by the body (the password, ``accountEnabled``, properties app-only callers can't
+set), by the object targeted (deleting or restoring an object needs the permission for its kind) and refuses
+what application permissions can't do at all.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from localgraph.context import ServerContext
 from localgraph.errors import GraphError
+from localgraph.query import SINGLE_USER_ONLY
 from localgraph.routing import GraphRequest
+from localgraph.tenant import DirObject
 
 Roles = frozenset[str]
 Requirement = list[Roles]
@@ -96,13 +105,19 @@ READ_TEMPLATES: dict[str, Roles] = {
 }
 
 
-def _patch_user(req: GraphRequest) -> Requirement:
-    """PATCH /users/{id}: the password and accountEnabled have their own least-privileged permissions."""
+def _body(req: GraphRequest) -> dict[str, object]:
+    """The request's JSON object, or {} (a malformed body is the handler's 400 to give)."""
     try:
         body = json.loads(req.body) if req.body.strip() else {}
     except ValueError:
-        body = {}
-    if not isinstance(body, dict) or not body:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _patch_user(req: GraphRequest) -> Requirement:
+    """PATCH /users/{id}: the password and accountEnabled have their own least-privileged permissions."""
+    body = _body(req)
+    if not body:
         return [USER_WRITE]
     needs: Requirement = []
     if "passwordProfile" in body:
@@ -186,6 +201,60 @@ def require(req: GraphRequest, *role_sets: Roles) -> None:
             raise denied()
 
 
-def check(req: GraphRequest, template: str) -> None:
+# Operations application permissions can't do at all: "Application: Not supported" for POST /devices;
+# "Group photos are not supported with application permissions" [GRAPH.md section 7]. The 403 for them is
+# inferred; the exact error is UNCONFIRMED.
+APP_ONLY_REFUSED: frozenset[tuple[str, str]] = frozenset({
+    ("POST", "/devices"),
+    ("PUT", "/groups/{id}/photo/$value"),
+    ("PATCH", "/groups/{id}/photo/$value"),
+    ("DELETE", "/groups/{id}/photo/$value"),
+})  # fmt: skip
+# User properties that "can't be set with app permissions" [GRAPH.md section 7]; the error is UNCONFIRMED.
+SINGLE_USER_ONLY_WRITES: frozenset[tuple[str, str]] = frozenset(
+    {("POST", "/users"), ("PATCH", "/users/{id}")}
+)
+
+
+def _deleted_item(ctx: ServerContext, params: dict[str, str]) -> DirObject | None:
+    """The deleted object a deleted-items operation targets (None: the handler answers 404)."""
+    obj = ctx.tenant.objects.get(params["id"].lower())
+    return obj if obj is not None and obj.deleted is not None else None
+
+
+def _member_to_delete(ctx: ServerContext, params: dict[str, str]) -> DirObject | None:
+    """The member ``DELETE /groups/{id}/members/{memberId}`` (without ``$ref``) would delete (None: the
+    handler answers 400 or 404)."""
+    group = ctx.tenant.objects.get(params["id"].lower())
+    if group is None or group.kind != "group" or group.deleted is not None:
+        return None
+    member_id = params["memberId"].lower()
+    if member_id not in ctx.tenant.members.get(group.id, {}):
+        return None
+    member = ctx.tenant.objects.get(member_id)
+    return member if member is not None and member.deleted is None else None
+
+
+# Operations whose permission depends on the object they target: deleting or restoring it needs the
+# permission to delete its kind (none listed for a kind: refused) [GRAPH.md section 7].
+TARGETED: dict[tuple[str, str], Callable[[ServerContext, dict[str, str]], DirObject | None]] = {
+    ("POST", "/directory/deletedItems/{id}/restore"): _deleted_item,
+    ("DELETE", "/directory/deletedItems/{id}"): _deleted_item,
+    ("DELETE", "/groups/{id}/members/{memberId}"): _member_to_delete,
+}
+
+
+def check(ctx: ServerContext, req: GraphRequest, template: str, params: dict[str, str]) -> None:
     """Raise 403 ``Authorization_RequestDenied`` if the caller's app roles do not allow the operation."""
     require(req, *required(req, template))
+    key = (req.method, template)
+    app_only = req.caller is not None and req.caller.app_only
+    if app_only and key in APP_ONLY_REFUSED:
+        raise denied()
+    if app_only and key in SINGLE_USER_ONLY_WRITES and SINGLE_USER_ONLY & _body(req).keys():
+        raise denied()
+    target = TARGETED.get(key)
+    if target is not None:
+        obj = target(ctx, params)
+        if obj is not None:
+            require(req, DELETE_BY_KIND.get(obj.kind, frozenset()))

@@ -2,8 +2,9 @@
 
 Every Graph request goes through one pipeline (:func:`dispatch`): authenticate the bearer token, match
 the route, apply injected faults, charge the request's resource units (429 when the budget is spent),
-run the handler, log it. ``$batch`` steps go through the same pipeline, so they are charged, throttled
-and logged one by one, as Graph does.
+admit it (application permissions and the replication window, :mod:`localgraph.admission`), run the
+handler, record what it created, log it. ``$batch`` steps go through the same pipeline, so they are
+charged, throttled, admitted and logged one by one, as Graph does.
 
 :class:`LocalGraph` runs the server in a background thread (for tests and the benchmark);
 ``python -m localgraph`` runs it in the foreground and prints how to reach it.
@@ -33,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from localgraph import batch, control, delta, intune, platform, reads, subscriptions, writes
+from localgraph import admission, batch, control, delta, intune, platform, reads, subscriptions, writes
 from localgraph.context import GraphSettings, LogEntry, ServerContext
 from localgraph.errors import GraphError, new_request_id
 from localgraph.generate import TenantShape, build_tenant
@@ -78,11 +79,12 @@ def dispatch(ctx: ServerContext, req: GraphRequest, *, caller=None) -> GraphResp
                 tenant_id=ctx.tenant.tenant_id,
                 app_id=req.caller.client_id,
             )
-        writes.admit(ctx, req, template, params)  # app permissions, replication window (localgraph.writes)
+        admission.admit(ctx, req, template, params)  # app permissions, replication window
         if route.handler is batch.run_batch:
             response = batch.run_batch(ctx, req, dispatch=dispatch)
         else:
             response = route.handler(ctx, req, **params)
+            admission.record(ctx, req, template, response)
         response.headers.update(extra_headers)
     except GraphError as error:
         throttled = error.status == 429

@@ -26,10 +26,9 @@ error codes and (where GRAPH.md quotes them) messages:
 
 Choices where GRAPH.md is silent are marked UNCONFIRMED next to the code.
 
-:func:`admit` is the pipeline's pre-handler check (called by ``server.dispatch``): application
-permissions (:mod:`localgraph.permissions`) and, when ``settings.replication_delay_ms`` is set, the
-eventual-consistency window in which a just-created object still answers 404 to a GET by id
-[GRAPH.md rule 8].
+Handlers make no admission checks: application permissions and the replication window are checked by
+the server's pipeline before any handler runs, for direct requests and ``$batch`` steps alike
+(:mod:`localgraph.admission`).
 """
 
 from __future__ import annotations
@@ -46,9 +45,8 @@ from localgraph.writes import (
     photos,
     users,
 )
-from localgraph.writes.admission import admit
 
-__all__ = ["admit", "router"]
+__all__ = ["router"]
 
 router = Router()
 for _module in (users, directory_objects, groups, memberships, manager, photos, applications, devices,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from localgraph import permissions
 from localgraph.context import ServerContext
 from localgraph.routing import GraphRequest, GraphResponse, Router
 from localgraph.tenant import utc_now
@@ -16,10 +15,8 @@ router = Router()
 
 @router.route("POST", "/devices")
 def create_device(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
-    """Delegated only: "Application: Not supported" [GRAPH.md section 7]; app-only callers get 403
-    ``Authorization_RequestDenied`` (status inferred, exact error UNCONFIRMED)."""
-    if req.caller is None or req.caller.app_only:
-        raise permissions.denied()
+    """Delegated only: "Application: Not supported" [GRAPH.md section 7]; the pipeline refuses app-only
+    callers (localgraph.permissions.APP_ONLY_REFUSED)."""
     changes = validate(ctx, req, "device", object_body(req), creating=True)
     require_bool(changes, "accountEnabled", "device")
     for name in ("deviceId", "displayName", "operatingSystem", "operatingSystemVersion"):

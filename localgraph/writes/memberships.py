@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from localgraph import permissions
 from localgraph.context import ServerContext
 from localgraph.errors import bad_request, not_found
 from localgraph.routing import GraphRequest, GraphResponse, Router
@@ -43,9 +42,8 @@ def delete_member_object(ctx: ServerContext, req: GraphRequest, id: str, memberI
     group = lookup(ctx, "group", id)
     if memberId.lower() not in ctx.tenant.members.get(group.id, {}):
         raise not_found(memberId)
-    member = ctx.tenant.get(memberId)
-    permissions.require(req, permissions.DELETE_BY_KIND.get(member.kind, frozenset()))
-    delete_object(ctx, member)
+    # The pipeline checked the permission to delete the member's kind (localgraph.permissions.TARGETED).
+    delete_object(ctx, ctx.tenant.get(memberId))
     return GraphResponse(204)
 
 

@@ -13,7 +13,6 @@ from localgraph.query import project
 from localgraph.reads import ODATA_JSON
 from localgraph.routing import GraphRequest, GraphResponse
 from localgraph.tenant import KIND_TO_COLLECTION, DirObject
-from localgraph.writes.admission import note_created
 
 SYNC_MASTERED_MESSAGE = (
     "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects "
@@ -60,7 +59,6 @@ def created_response(ctx: ServerContext, req: GraphRequest, obj: DirObject) -> G
     collection = KIND_TO_COLLECTION[obj.kind]
     body = {"@odata.context": f"{req.base_url}/$metadata#{collection}/$entity"}
     body.update(project(obj, None))
-    note_created(ctx, obj)
     return GraphResponse(201, body, headers=_location(req, ctx, obj), content_type=ODATA_JSON)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from localgraph import permissions
 from localgraph.context import ServerContext
 from localgraph.errors import GraphError
 from localgraph.reads import ODATA_JSON
@@ -45,16 +44,12 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
     return None, None
 
 
-def _photo_owner(
-    ctx: ServerContext, req: GraphRequest, collection: str, key: str, *, writing: bool
-) -> DirObject:
+def _photo_owner(ctx: ServerContext, collection: str, key: str) -> DirObject:
     if collection == "users":
         return ctx.tenant.find_user(key)
-    group = lookup(ctx, "group", key)
-    if writing and req.caller is not None and req.caller.app_only:
-        # "Group photos are not supported with application permissions" [GRAPH.md 7]; error UNCONFIRMED.
-        raise permissions.denied()
-    return group
+    # "Group photos are not supported with application permissions" [GRAPH.md 7]: the pipeline refuses
+    # app-only writes (localgraph.permissions.APP_ONLY_REFUSED).
+    return lookup(ctx, "group", key)
 
 
 def _image_not_found() -> GraphError:
@@ -64,7 +59,7 @@ def _image_not_found() -> GraphError:
 def _put_photo(ctx: ServerContext, req: GraphRequest, collection: str, id: str) -> GraphResponse:
     """Binary body with ``Content-Type: image/jpeg`` (image/png accepted too) -> 200 [GRAPH.md 7]. Over
     4 MB: 413 (code UNCONFIRMED); empty or another type: 400 (codes and texts UNCONFIRMED)."""
-    owner = _photo_owner(ctx, req, collection, id, writing=True)
+    owner = _photo_owner(ctx, collection, id)
     content_type = (req.header("Content-Type") or "").split(";", 1)[0].strip().lower()
     if len(req.body) > MAX_PHOTO_BYTES:
         raise GraphError(
@@ -83,7 +78,7 @@ def _put_photo(ctx: ServerContext, req: GraphRequest, collection: str, id: str) 
 
 
 def _get_photo_value(ctx: ServerContext, req: GraphRequest, collection: str, id: str) -> GraphResponse:
-    owner = _photo_owner(ctx, req, collection, id, writing=False)
+    owner = _photo_owner(ctx, collection, id)
     if owner.photo is None:
         raise _image_not_found()
     content_type, data = owner.photo
@@ -92,7 +87,7 @@ def _get_photo_value(ctx: ServerContext, req: GraphRequest, collection: str, id:
 
 def _get_photo(ctx: ServerContext, req: GraphRequest, collection: str, id: str) -> GraphResponse:
     """The profilePhoto entity: ``@odata.mediaContentType``, id ``default``, width and height."""
-    owner = _photo_owner(ctx, req, collection, id, writing=False)
+    owner = _photo_owner(ctx, collection, id)
     if owner.photo is None:
         raise _image_not_found()
     content_type, data = owner.photo
@@ -109,7 +104,7 @@ def _get_photo(ctx: ServerContext, req: GraphRequest, collection: str, id: str) 
 
 
 def _delete_photo(ctx: ServerContext, req: GraphRequest, collection: str, id: str) -> GraphResponse:
-    owner = _photo_owner(ctx, req, collection, id, writing=True)
+    owner = _photo_owner(ctx, collection, id)
     if owner.photo is None:
         raise _image_not_found()
     owner.photo = None

@@ -8,10 +8,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-from localgraph import permissions, schema
+from localgraph import schema
 from localgraph.context import ServerContext
 from localgraph.errors import GraphError, bad_request
-from localgraph.query import SINGLE_USER_ONLY
 from localgraph.routing import GraphRequest
 from localgraph.tenant import DirObject, Tenant
 
@@ -169,9 +168,6 @@ def validate(
         elif name in refused:
             raise read_only_property(name)
         else:
-            if kind == "user" and name in SINGLE_USER_ONLY and req.caller is not None and req.caller.app_only:
-                # "can't be set with app permissions" [GRAPH.md 7]; the error for it is UNCONFIRMED.
-                raise permissions.denied()
             if value is not None or not creating:
                 _check_value(kind, name, value)
         if creating and value is None:
