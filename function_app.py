@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from functions import admin, scheduling
+from functions import admin, monitoring, scheduling
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scheduling.bp)
+app.register_functions(monitoring.bp)
 app.register_functions(admin.bp)

@@ -2,10 +2,14 @@
 
 from functools import cache
 
+from shared import logs, telemetry
 from shared.services import Services
 from shared.settings import Settings
 
 
 @cache
 def services() -> Services:
-    return Services(Settings.from_environ())
+    settings = Settings.from_environ()
+    logs.attach_to_root()  # task, run id, activity and Graph request id on every record
+    telemetry.configure(settings)  # once per process; on where APPLICATIONINSIGHTS_CONNECTION_STRING is set
+    return Services(settings)

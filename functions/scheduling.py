@@ -5,8 +5,9 @@ import logging
 import azure.functions as func
 
 from functions.runtime import services
-from shared.extract.poison import record_poisoned
+from shared import telemetry
 from shared.extract.runner import run_task
+from shared.runs import record_poisoned
 from shared.scheduling import tick
 from shared.storage.queues import RunRequest
 
@@ -26,6 +27,8 @@ async def scheduler_tick(timer: func.TimerRequest) -> None:
 async def run_task_from_queue(message: func.QueueMessage) -> None:
     request = RunRequest.model_validate_json(message.get_body())
     outcome = await run_task(services(), request)
+    if not outcome.retriable:  # final: a retried run is reported when it ends for good (or is poisoned)
+        telemetry.record_run(outcome.record)
     if outcome.retriable:
         # Raising makes the host deliver the message again (up to maxDequeueCount, then the poison queue).
         raise RuntimeError(
@@ -37,4 +40,4 @@ async def run_task_from_queue(message: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="message", queue_name="%RUNS_QUEUE%-poison", connection="AzureWebJobsStorage")
 async def record_poisoned_run(message: func.QueueMessage) -> None:
     # Not message.dequeue_count: that counts deliveries from the poison queue, not the attempts to run.
-    await record_poisoned(services(), message.get_body(), None)
+    telemetry.record_run(await record_poisoned(services(), message.get_body(), None))

@@ -190,6 +190,7 @@ var connectorSettings = {
   HISTORY_TABLE: historyTableName
   STATE_TABLE: stateTableName
   TICK_SCHEDULE: tickSchedule
+  CREDENTIAL_CHECK_SCHEDULE: '0 0 6 * * *'
   RUN_DEADLINE_SECONDS: '3600'
   LEASE_SECONDS: '60'
   GRAPH_CONCURRENCY: '8'

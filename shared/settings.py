@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     history_table: str = _setting("HISTORY_TABLE", "runhistory", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     state_table: str = _setting("STATE_TABLE", "taskstate", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     tick_schedule: str = _setting("TICK_SCHEDULE", "0 * * * * *")  # NCRONTAB for the scheduler tick
+    # NCRONTAB of the daily check of the Graph credentials' expiry (functions/monitoring.py)
+    credential_check_schedule: str = _setting("CREDENTIAL_CHECK_SCHEDULE", "0 0 6 * * *")
     run_deadline_s: float = _setting("RUN_DEADLINE_SECONDS", 3600.0, gt=0)  # a run stops retrying after this
     lease_s: int = _setting("LEASE_SECONDS", 60, ge=15, le=60)  # blob leases last 15-60 s (or infinite)
     graph_concurrency: int = _setting("GRAPH_CONCURRENCY", 8, ge=1, le=64)  # concurrent $batch calls per run
@@ -108,7 +110,7 @@ class Settings(BaseSettings):
                     )
         return data
 
-    @field_validator("tick_schedule")
+    @field_validator("tick_schedule", "credential_check_schedule")
     @classmethod
     def _is_ncrontab(cls, value: str) -> str:
         fields = value.split()

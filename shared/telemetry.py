@@ -232,17 +232,26 @@ class _Counts(Protocol):
 
 
 class RunLike(Protocol):
-    """What :func:`record_run` reads of a run's history record."""
+    """What :func:`record_run` reads of a run's history record (read-only)."""
 
-    task: str
-    run_id: str
-    trigger: str
-    status: str
-    mode: str | None
-    started_at: datetime | None
-    completed_at: datetime | None
-    counts: Mapping[str, _Counts]
-    requests: Mapping[str, Any]
+    @property
+    def task(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def trigger(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def mode(self) -> str | None: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def completed_at(self) -> datetime | None: ...
+    @property
+    def counts(self) -> Mapping[str, _Counts]: ...
+    @property
+    def requests(self) -> Mapping[str, Any]: ...
 
 
 def record_run(record: RunLike, *, connector: str | None = None) -> None:
