@@ -25,6 +25,10 @@ class Caller:
     app_only: bool = True
 
 
+_HAS_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_EMPTY_SEGMENTS = re.compile(r"/{2,}")
+
+
 @dataclass
 class GraphRequest:
     method: str
@@ -43,8 +47,12 @@ class GraphRequest:
         cls, method: str, url: str, headers: dict[str, str], body: bytes, base_url: str, **extra: Any
     ) -> GraphRequest:
         """Build from a URL relative to the version root (``users?$top=5``) or an absolute one."""
+        if not _HAS_SCHEME.match(url):
+            url = "/" + url.lstrip("/")  # "//users" is a path with an empty segment, not a host
         parts = urlsplit(url)
-        path = unquote(parts.path)
+        # Empty segments are dropped: Microsoft's Python SDK sends ".../v1.0//users" (its base URL keeps
+        # httpx's trailing slash) and Graph serves it as "/v1.0/users".
+        path = unquote(_EMPTY_SEGMENTS.sub("/", parts.path))
         if not path.startswith("/"):
             path = "/" + path
         return cls(
