@@ -53,14 +53,25 @@ def scope(
             var.reset(token)
 
 
-def install(handler: logging.Handler | None = None, level: int = logging.INFO) -> logging.Handler:
-    """Attach the filter (and the format naming the fields) to ``handler`` or a new stderr handler on the
-    root logger. The Functions host has its own handler: call with it, or let records carry the fields."""
-    if handler is None:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(FORMAT))
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(level)
+def attach(handler: logging.Handler) -> logging.Handler:
+    """Give ``handler`` the run-scoped fields (idempotent)."""
     if not any(isinstance(f, ContextFilter) for f in handler.filters):
         handler.addFilter(ContextFilter())
     return handler
+
+
+def attach_to_root() -> None:
+    """Give every handler of the root logger the run-scoped fields: the Functions worker's handler, which
+    sends records to the host (and Application Insights) with ``record.__dict__`` as custom dimensions."""
+    for handler in logging.getLogger().handlers:
+        attach(handler)
+
+
+def install(level: int = logging.INFO) -> logging.Handler:
+    """A stderr handler on the root logger that prints the fields (the CLI, the demo, the benchmark)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    return attach(handler)

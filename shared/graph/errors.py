@@ -9,6 +9,7 @@ failed response's status; everything else catches these classes or asks for thei
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -171,15 +172,47 @@ def from_response(response: httpx.Response, decided: Action | None = None) -> Gr
     return error
 
 
+_TOKEN_PARAMETERS = frozenset({"$skiptoken", "$deltatoken"})
+_PERSONAL_PARAMETERS = frozenset({"$filter", "$search"})
+REDACTED = "…"
+
+
 def redact_url(url: str) -> str:
-    """A URL safe to log: skip and delta tokens are cut short (they can be long and are credentials of
-    a sort: they resume someone's query)."""
-    for marker in ("$skiptoken=", "$deltatoken=", "%24skiptoken=", "%24deltatoken="):
-        index = url.find(marker)
-        if index >= 0:
-            start = index + len(marker)
-            end = url.find("&", start)
-            end = len(url) if end < 0 else end
-            if end - start > 8:
-                url = f"{url[: start + 6]}…{url[end:]}"
-    return url
+    """A URL safe to log: no personal data, no resumable tokens.
+
+    - ``$filter`` and ``$search`` values are replaced (they hold names, UPNs, mail addresses);
+    - path segments that hold a UPN or mail address (``/users/jo@contoso.com``, ``users('jo@…')``) are
+      replaced;
+    - skip and delta tokens are cut short (they can be long and are credentials of a sort: they resume
+      someone's query). Object ids (GUIDs) stay: they identify, they reveal nothing by themselves.
+    """
+    base, _, query = url.partition("?")
+    scheme, sep, rest = base.partition("://")
+    if sep:
+        host, _, path = rest.partition("/")
+        segments = path.split("/")
+        base = (
+            f"{scheme}://{host}/" + "/".join(_redact_segment(segment) for segment in segments)
+            if path
+            else base
+        )
+    else:
+        base = "/".join(_redact_segment(segment) for segment in base.split("/"))
+    if not query:
+        return base
+    parts = []
+    for part in query.split("&"):
+        key, eq, value = part.partition("=")
+        name = unquote(key).lower()
+        if not name.startswith("$"):
+            name = f"${name}"
+        if eq and name in _PERSONAL_PARAMETERS:
+            value = REDACTED
+        elif eq and name in _TOKEN_PARAMETERS and len(value) > 8:
+            value = value[:6] + REDACTED
+        parts.append(f"{key}{eq}{value}")
+    return f"{base}?{'&'.join(parts)}"
+
+
+def _redact_segment(segment: str) -> str:
+    return REDACTED if "@" in unquote(segment) else segment
