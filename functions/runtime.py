@@ -2,12 +2,14 @@
 
 from functools import cache
 
-from shared import logs
+from shared import logs, telemetry
 from shared.services import Services
 from shared.settings import Settings
 
 
 @cache
 def services() -> Services:
+    settings = Settings.from_environ()
     logs.attach_to_root()  # task, run id, activity and Graph request id on every record
-    return Services(Settings.from_environ())
+    telemetry.configure(settings)  # once per process; on where APPLICATIONINSIGHTS_CONNECTION_STRING is set
+    return Services(settings)
