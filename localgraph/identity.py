@@ -236,6 +236,12 @@ class TokenService:
             resource = scopes[0][: -len("/.default")].rstrip("/")
             if resource in graph_origins or resource == GRAPH_RESOURCE or resource in OTHER_RESOURCES:
                 return resource
+            # An application of the tenant exposing an API under this application ID URI (Entra issues app-only
+            # tokens for it: https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
+            if any(
+                resource in (app.props.get("identifierUris") or ()) for app in self.tenant.live("application")
+            ):
+                return resource
             raise TokenError(
                 400,
                 "invalid_resource",

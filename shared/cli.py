@@ -4,7 +4,9 @@
     python -m shared.cli config import config.json      # validate, then store in the config table
     python -m shared.cli config show
     python -m shared.cli run TASK [--config config.json] [--full-resync]
-    python -m shared.cli enqueue TASK                    # let the Function App run it
+    python -m shared.cli enqueue TASK [--force]          # let the Function App run it
+    python -m shared.cli clear-cache TASK                # the next run delivers every record once
+    python -m shared.cli approve TASK RUN                # release the changes of a held run, once
     python -m shared.cli tick                            # queue what is due now (as the timer would)
     python -m shared.cli history [TASK] [--limit 20]
 
@@ -89,6 +91,10 @@ def print_record(record: Any) -> None:
             f"  Graph: {r.get('http_calls', 0)} HTTP calls, {r.get('batch_steps', 0)} batched requests, "
             f"{r.get('throttled', 0)} throttled, {r.get('retries', 0)} retries"
         )
+    for phase in ("extract", "load"):
+        report = getattr(record, phase, None)
+        if report is not None:
+            print(f"  {phase}: {report.status}" + (f" ({report.info})" if report.info else ""))
     if record.error:
         print(f"  error: {record.error}")
 
@@ -102,13 +108,58 @@ async def _run(args: argparse.Namespace, environ: dict[str, str]) -> int:
     progress = ProgressLine()
     outcome = await run_task(
         services,
-        RunRequest(task=args.task, trigger="cli", full_resync=args.full_resync),
+        RunRequest(task=args.task, trigger="cli", full_resync=args.full_resync, force=args.force),
         config=config,
         progress=progress,
     )
     progress.done()
     print_record(outcome.record)
     return 0 if outcome.record.status == "succeeded" else 1
+
+
+async def _enqueue(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from shared.storage.queues import RunRequest
+
+    services = _services(environ)
+    try:
+        task = (await services.config_store.load()).task(args.task)
+    except (KeyError, ConfigError):
+        task = None  # the run itself records why it cannot run
+    if task is not None and not task.enabled and not args.force:
+        print(f"task {args.task} is disabled: add --force to run it anyway", file=sys.stderr)
+        return 1
+    request = RunRequest(task=args.task, trigger="cli", force=args.force)
+    await services.queue.enqueue(request)
+    print(f"queued run {request.run_id} of {args.task}")
+    return 0
+
+
+async def _clear_cache(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from shared.delivery import cache
+    from shared.delivery.release import delivery_store
+
+    services = _services(environ)
+    (await services.config_store.load()).task(args.task)  # an unknown task is an error
+    await cache.clear(delivery_store(services), args.task)
+    print(f"cache of {args.task} cleared: its next run delivers every record once (delta links kept)")
+    return 0
+
+
+async def _approve(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from shared.delivery.release import ApprovalError, approve
+
+    services = _services(environ)
+    config = await services.config_store.load()
+    task = config.task(args.task)
+    try:
+        record = await approve(services, task, config.connector(task.connector), args.run)
+    except ApprovalError as exc:
+        print(f"not approved: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await services.aclose()
+    print_record(record)
+    return 0
 
 
 async def _history(args: argparse.Namespace, environ: dict[str, str]) -> int:
@@ -124,8 +175,10 @@ async def _history(args: argparse.Namespace, environ: dict[str, str]) -> int:
         )
         counts = " ".join(f"{k}={v.written}(+/-{v.changed}/{v.removed})" for k, v in record.counts.items())
         mode = record.mode or "-"
+        load = f"  load={record.load.status}" if record.load is not None else ""
         print(
             f"{started}  {record.task:<24} {record.run_id:<24} {record.status:<9} {mode:<11} {took:>8}  {counts}"
+            f"{load}"
         )
         if record.error:
             print(f"    error: {record.error.splitlines()[0]}")
@@ -149,8 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--full-resync", action="store_true", help="incremental tasks: read everything this time"
     )
+    run.add_argument("--force", action="store_true", help="run even though the task is disabled")
     enqueue = commands.add_parser("enqueue", help="queue a run for the Function App")
     enqueue.add_argument("task")
+    enqueue.add_argument("--force", action="store_true", help="run even though the task is disabled")
+    clear = commands.add_parser("clear-cache", help="clear a task's cache: its next run delivers everything")
+    clear.add_argument("task")
+    approve = commands.add_parser("approve", help="release the changes of a run the deletion guard held")
+    approve.add_argument("task")
+    approve.add_argument("run")
     commands.add_parser("tick", help="queue the tasks that are due now")
     history = commands.add_parser("history", help="list recent runs")
     history.add_argument("task", nargs="?")
@@ -175,12 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return asyncio.run(_run(args, environ))
         if args.command == "enqueue":
-            from shared.storage.queues import RunRequest
-
-            request = RunRequest(task=args.task, trigger="cli")
-            asyncio.run(_services(environ).queue.enqueue(request))
-            print(f"queued run {request.run_id} of {args.task}")
-            return 0
+            return asyncio.run(_enqueue(args, environ))
+        if args.command == "clear-cache":
+            return asyncio.run(_clear_cache(args, environ))
+        if args.command == "approve":
+            return asyncio.run(_approve(args, environ))
         if args.command == "tick":
             from shared.scheduling import tick
 
@@ -191,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_history(args, environ))
     except ConfigError as exc:
         print(f"invalid configuration ({len(exc.errors)} problem(s)):\n{exc}", file=sys.stderr)
+        return 1
+    except KeyError as exc:
+        print(f"unknown: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     return 2
 

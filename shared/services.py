@@ -52,7 +52,7 @@ class Services:
 
     @cached_property
     def queue(self) -> RunQueue:
-        return RunQueue(self.storage.queues.get_queue_client(self.settings.runs_queue))
+        return RunQueue(self.storage.queues.get_queue_client(self.settings.runs_queue), self.history)
 
     @cached_property
     def extracts(self) -> ContainerClient:

@@ -143,6 +143,15 @@ class Delivery(ConfigModel):
     failure: FailureRecord | None = Field(
         default=None, description="Optional failure record delivered when a run fails or is held."
     )
+    keep_runs: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description=(
+            "Committed runs kept per task; older run folders are deleted after a commit, except those the "
+            "task's state still refers to (the latest view, the delivered view, a held run)."
+        ),
+    )
 
     @field_validator("cache_clear_hours")
     @classmethod

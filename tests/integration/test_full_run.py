@@ -40,6 +40,9 @@ async def test_full_run_commits_files_manifest_and_latest_pointer(graph, service
     names = sorted(b.name for b in services.extracts.list_blobs(name_starts_with="people/"))
     assert names == [
         "people/latest.json",
+        f"{prefix}/cache/groups.digests",  # delivery: the task cache's digest tables and the changes
+        f"{prefix}/cache/users.digests",
+        f"{prefix}/changes.jsonl",
         f"{prefix}/groups.jsonl",
         f"{prefix}/manifest.json",
         f"{prefix}/users.jsonl",

@@ -1,0 +1,218 @@
+"""A run's changes against the task cache (the last delivered view): ``changes.jsonl`` beside its view.
+
+One pass over each of the run's view files (streamed) against the delivered view's digest table (in
+memory, 16 bytes per record), then, only if some delivered records were not seen, one pass over the
+delivered view's file to name them. Memory holds the digest tables and the ids to mark, never records.
+
+Each line of ``changes.jsonl`` is one change (schema/delivery-batch.schema.json, ``records`` items)::
+
+    {"op":"upsert","stream":"users","id":"…","attributes":{…}}                 new or changed
+    {"op":"upsert","stream":"users","id":"…","attributes":{…},"restored":true}  marked before, back now
+    {"op":"mark","stream":"users","id":"…","reason":"soft_deleted","attributes":{"status":"Deleted",…}}
+
+An object is marked once: the run's digest table keeps it as ``MARKED`` until it comes back (then it is
+delivered again, unmarked) or the cache is cleared. Streams whose selection has no deletion marking drop
+vanished objects from the cache without a mark.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.storage.blob import ContainerClient
+
+from shared.config.delivery import DeletionMarking
+from shared.delivery import digests
+from shared.delivery.digests import MARKED, DigestBuilder, DigestTable, id_hash, line_digest
+from shared.extract.view import line_id
+from shared.storage.blobs import StagedJsonl, encode_line, read_lines
+from shared.storage.delivery import DeliveredView
+
+Reasons = Callable[[list[str]], Awaitable[dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class StreamOutput:
+    """One stream of a committed run, as delivery sees it."""
+
+    name: str
+    view_file: str
+    target_template: str
+    target_folder: str
+    key: str = "id"
+    marking: DeletionMarking | None = None
+
+
+@dataclass
+class StreamChanges:
+    new: int = 0
+    changed: int = 0
+    restored: int = 0
+    unchanged: int = 0
+    marks: dict[str, int] = field(default_factory=dict)  # reason -> count
+    records: int = 0  # live records in the run's view
+
+    @property
+    def upserts(self) -> int:
+        return self.new + self.changed + self.restored
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "new": self.new,
+            "changed": self.changed,
+            "restored": self.restored,
+            "unchanged": self.unchanged,
+            "marked": sum(self.marks.values()),
+            **{f"marked_{reason}": count for reason, count in sorted(self.marks.items())},
+        }
+
+
+@dataclass
+class ChangeSet:
+    """What a run would deliver, and what the cache becomes once it is delivered."""
+
+    changes_file: str
+    streams: dict[str, StreamChanges]
+    view: DeliveredView  # the cache after delivery (``delivered_at`` set when it is delivered)
+    delivered_live: int  # live records of the cache it was computed against
+
+    @property
+    def marks(self) -> int:
+        return sum(sum(s.marks.values()) for s in self.streams.values())
+
+    @property
+    def upserts(self) -> int:
+        return sum(s.upserts for s in self.streams.values())
+
+    @property
+    def total(self) -> int:
+        return self.marks + self.upserts
+
+
+def _upsert_line(stream: str, line: bytes) -> bytes:
+    # The view's line is {"id":…,"attributes":…}: prefix it, keeping its bytes (no JSON round trip).
+    return b'{"op":"upsert","stream":' + json.dumps(stream).encode() + b"," + line.rstrip(b"\n")[1:] + b"\n"
+
+
+def _restored_line(stream: str, line: bytes, marking: DeletionMarking | None) -> bytes:
+    record = json.loads(line)
+    attributes = dict(record.get("attributes") or {})
+    if marking is not None:
+        if marking.restored_value is not None:
+            attributes[marking.attribute] = marking.restored_value
+        if marking.reason_attribute is not None:
+            attributes[marking.reason_attribute] = None
+    return encode_line(
+        {"op": "upsert", "stream": stream, "id": record["id"], "attributes": attributes, "restored": True}
+    )
+
+
+def mark_record(stream: str, object_id: str, reason: str, marking: DeletionMarking) -> dict[str, Any]:
+    attributes: dict[str, Any] = {marking.attribute: marking.value}
+    if marking.reason_attribute is not None:
+        attributes[marking.reason_attribute] = reason
+    return {"op": "mark", "stream": stream, "id": object_id, "reason": reason, "attributes": attributes}
+
+
+async def compute(
+    container: ContainerClient,
+    prefix: str,
+    run_id: str,
+    streams: list[StreamOutput],
+    delivered: DeliveredView | None,
+    *,
+    resend_all: bool,
+    reasons: Reasons,
+    block_size: int,
+) -> ChangeSet:
+    """Write ``{prefix}/changes.jsonl`` and the run's digest tables; return what they hold.
+
+    ``resend_all``: the cache was cleared, so every record is delivered again (marks still come from the
+    delivered view: clearing forgets how records looked, not which objects the platform has).
+    """
+    writer = StagedJsonl(container, f"{prefix}/changes.jsonl", block_size=block_size)
+    result: dict[str, StreamChanges] = {}
+    digest_files: dict[str, str] = {}
+    records: dict[str, int] = {}
+    delivered_live = 0
+    for stream in streams:
+        counts = StreamChanges()
+        result[stream.name] = counts
+        old: DigestTable | None = None
+        if delivered is not None and stream.name in delivered.digests:
+            old = await digests.load(container, delivered.digests[stream.name])
+        if old is not None:
+            delivered_live += old.live()
+        seen = bytearray(len(old) if old is not None else 0)
+        builder = DigestBuilder()
+        async for line in read_lines(container, stream.view_file):
+            object_id = line_id(line)
+            hashed, digest = id_hash(object_id), line_digest(line)
+            builder.add(hashed, digest)
+            counts.records += 1
+            index = old.find(hashed) if old is not None else -1
+            if index < 0:
+                counts.new += 1
+                await writer.write_line(_upsert_line(stream.name, line))
+                continue
+            seen[index] = 1
+            assert old is not None
+            before = old.digests[index]
+            if before == MARKED:
+                counts.restored += 1
+                await writer.write_line(_restored_line(stream.name, line, stream.marking))
+            elif resend_all or before != digest:
+                counts.changed += 1
+                await writer.write_line(_upsert_line(stream.name, line))
+            else:
+                counts.unchanged += 1
+        if old is not None:
+            gone_live = [
+                i for i in range(len(old)) if not seen[i] and old.digests[i] != MARKED
+            ]  # positions of delivered records not in this view
+            if not resend_all:  # still gone and already marked: stays marked (a clear forgets it)
+                for i in range(len(old)):
+                    if not seen[i] and old.digests[i] == MARKED:
+                        builder.add(old.hashes[i], MARKED)
+            if gone_live and stream.marking is not None and delivered is not None:
+                ids = await _ids_at(container, delivered.files[stream.name], old, set(gone_live))
+                found = await reasons(ids)
+                for object_id in ids:
+                    reason = found[object_id]
+                    counts.marks[reason] = counts.marks.get(reason, 0) + 1
+                    await writer.write(mark_record(stream.name, object_id, reason, stream.marking))
+                    builder.add(id_hash(object_id), MARKED)
+        table = builder.table()
+        name = f"{prefix}/cache/{stream.name}.digests"
+        await digests.save(container, name, table)
+        digest_files[stream.name] = name
+        records[stream.name] = counts.records
+    await writer.commit()
+    view = DeliveredView(
+        run_id=run_id,
+        files={s.name: s.view_file for s in streams},
+        digests=digest_files,
+        records=records,
+        delivered_at=datetime.now(UTC),
+    )
+    return ChangeSet(writer.name, result, view, delivered_live)
+
+
+async def _ids_at(
+    container: ContainerClient, view_file: str, table: DigestTable, positions: set[int]
+) -> list[str]:
+    """The ids of the records at ``positions`` of ``table``, read from the view file the table describes."""
+    ids = []
+    async for line in read_lines(container, view_file):
+        object_id = line_id(line)
+        index = table.find(id_hash(object_id))
+        if index in positions:
+            ids.append(object_id)
+            positions.discard(index)
+            if not positions:
+                break
+    return ids

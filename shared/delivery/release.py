@@ -1,0 +1,477 @@
+"""Delivering a committed run: changes against the task cache, the deletion guard, the load, the cache.
+
+    (daily cache clear due?) -> changes.jsonl + digest tables -> guard: too many marks? -> held
+    -> load the changes in batches (or blob only) -> only now: the cache becomes this run's view
+    -> housekeeping (old run folders)
+
+A failed load leaves the cache where it was, so the next run offers the same changes again (the same
+batches under the same ids where their content is the same; batches the receiver already acknowledged
+are not sent again). A held run delivers nothing until ``approve`` releases exactly its changes, once, or a
+later run that needs no hold (the configuration was corrected) delivers and clears the hold; a later run
+that again exceeds the guard replaces the hold, so a held task never delivers without a decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from shared.config import Connector, ScheduledTask
+from shared.config.delivery import DeletionGuard
+from shared.delivery import cache, failures
+from shared.delivery.batches import BatchHeader, cut
+from shared.delivery.changes import ChangeSet, StreamOutput, compute
+from shared.delivery.housekeeping import prune_runs
+from shared.delivery.load import Receiver
+from shared.delivery.removals import reasons_for
+from shared.graph.client import GraphClient
+from shared.runs import PhaseReport, RunRecord
+from shared.services import Services
+from shared.storage import blobs
+from shared.storage.delivery import DeliveredView, DeliveryState, DeliveryStateStore, HeldRun
+from shared.storage.lease import TaskLease
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryOutcome:
+    status: str  # succeeded | held | failed
+    error: str | None = None
+
+
+class ApprovalError(Exception):
+    """``approve`` was asked for a run that is not the task's held run."""
+
+
+def delivery_store(services: Services) -> DeliveryStateStore:
+    return DeliveryStateStore(services.state.table)
+
+
+def streams_of(
+    task: ScheduledTask, files: Mapping[str, str], selections: Mapping[str, Any] | None = None
+) -> list[StreamOutput]:
+    """The delivery view of a committed run's streams: its view files and their selections (by default the
+    task's selection of the stream's name)."""
+    outputs = []
+    for name, view_file in files.items():
+        selection = (selections or {}).get(name) or getattr(task, name, None)
+        outputs.append(
+            StreamOutput(
+                name=name,
+                view_file=view_file,
+                target_template=getattr(selection, "target_template", ""),
+                target_folder=getattr(selection, "target_folder", ""),
+                key=getattr(selection, "key", "id"),
+                marking=getattr(selection, "deletion_marking", None),
+            )
+        )
+    return outputs
+
+
+def guard_reason(guard: DeletionGuard, changes: ChangeSet) -> str | None:
+    """Why the deletion guard holds these changes, or None."""
+    marks = changes.marks
+    if marks > guard.max_marks:
+        return (
+            f"the run would mark {marks} objects as removed, more than the deletion guard allows "
+            f"({guard.max_marks}); approve it or correct the task's configuration"
+        )
+    if guard.max_share is not None and marks > guard.max_share * changes.delivered_live:
+        return (
+            f"the run would mark {marks} of {changes.delivered_live} delivered objects as removed, more than "
+            f"the deletion guard's share ({guard.max_share:.0%}); approve it or correct the configuration"
+        )
+    return None
+
+
+def _base(state: DeliveryState) -> str:
+    """What a run's changes were computed against (part of every batch id)."""
+    delivered = state.delivered.run_id if state.delivered else ""
+    cleared = state.cleared_at.isoformat() if state.resend_all and state.cleared_at else ""
+    return f"{delivered}|{cleared}"
+
+
+def _acks_name(task: str, base: str) -> str:
+    return f"{task}/cache/acknowledged-{hashlib.sha256(base.encode()).hexdigest()[:16]}"
+
+
+async def _acknowledged(container: ContainerClient, name: str) -> set[str]:
+    def read() -> bytes:
+        try:
+            return container.get_blob_client(name).download_blob().readall()
+        except ResourceNotFoundError:
+            return b""
+
+    return set((await asyncio.to_thread(read)).decode().split())
+
+
+async def _acknowledge(container: ContainerClient, name: str, batch_id: str) -> None:
+    def append() -> None:
+        blob = container.get_blob_client(name)
+        try:
+            blob.create_append_blob(if_none_match="*")
+        except ResourceExistsError:
+            pass
+        blob.append_block(f"{batch_id}\n".encode())
+
+    await asyncio.to_thread(append)
+
+
+async def _forget_acks(container: ContainerClient, name: str) -> None:
+    def delete() -> None:
+        try:
+            container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+
+    await asyncio.to_thread(delete)
+
+
+def _receiver(services: Services, task: ScheduledTask, connector: Connector, deadline: float) -> Receiver:
+    assert task.delivery.endpoint is not None
+    from shared.retry import RetryPolicy
+
+    return Receiver.for_task(
+        task.delivery.endpoint,
+        connector,
+        environ=services.environ,
+        key_vault=services.key_vault if "key_vault" in task.delivery.endpoint.model_dump_json() else None,
+        verify=services.graph_verify(),
+        policy=RetryPolicy(backoff_base_s=services.settings.graph_backoff_s),
+        deadline=deadline,
+    )
+
+
+async def load_changes(
+    services: Services,
+    task: ScheduledTask,
+    connector: Connector,
+    run_id: str,
+    changes_file: str,
+    base: str,
+    streams: list[StreamOutput],
+    report: PhaseReport,
+    deadline: float,
+) -> None:
+    """Send a changes file to the task's endpoint in batches (raises on a failed batch); without an
+    endpoint, the changes file is the delivery."""
+    endpoint = task.delivery.endpoint
+    if endpoint is None:
+        report.info = f"written to blob only (no endpoint): {changes_file}"
+        return
+    container = services.extracts
+    acks = _acks_name(task.name, base)
+    acknowledged = await _acknowledged(container, acks)
+    header = BatchHeader(
+        task=task.name,
+        base=base,
+        streams={
+            s.name: {"target_template": s.target_template, "target_folder": s.target_folder, "key": s.key}
+            for s in streams
+        },
+    )
+    counts = report.counts
+    counts.update({"batches_sent": 0, "batches_skipped": 0, "records_sent": 0})
+    async with _receiver(services, task, connector, deadline) as receiver:
+        try:
+            async for batch in cut(
+                container, changes_file, header, size=endpoint.batch_size, max_bytes=endpoint.max_batch_bytes
+            ):
+                if batch.id in acknowledged:
+                    counts["batches_skipped"] += 1  # the receiver has it: a previous load got this far
+                    continue
+                await receiver.send(batch, run_id=run_id)
+                await _acknowledge(container, acks, batch.id)
+                counts["batches_sent"] += 1
+                counts["records_sent"] += batch.records
+        finally:
+            counts["http_requests"] = receiver.requests
+            counts["retries"] = receiver.retries
+    report.info = f"{counts['batches_sent']} batch(es) with {counts['records_sent']} change(s) delivered" + (
+        f", {counts['batches_skipped']} already acknowledged" if counts["batches_skipped"] else ""
+    )
+
+
+async def deliver_run(
+    services: Services,
+    task: ScheduledTask,
+    connector: Connector,
+    record: RunRecord,
+    files: Mapping[str, str],
+    *,
+    client: GraphClient | None = None,
+    hints: Mapping[str, str] | None = None,
+    lease: TaskLease | None = None,
+    selections: Mapping[str, Any] | None = None,
+) -> DeliveryOutcome:
+    """Deliver a run whose view was just committed (under the task's lease). Never raises: the outcome says
+    what happened and ``record.load`` holds the details; the caller sets the run's status from it."""
+    started = datetime.now(UTC)
+    report = PhaseReport(status="running", started_at=started)
+    record.load = report
+    store = delivery_store(services)
+    deadline = time.monotonic() + services.settings.run_deadline_s
+    streams = streams_of(task, files, selections)
+    state = await store.get(task.name)
+    try:
+        if cache.daily_clear_due(state, task.delivery.cache_clear_hours, started):
+            log.info("task cache cleared (daily, at %s UTC)", task.delivery.cache_clear_hours)
+            state = cache.cleared(state, started)
+            await store.put(task.name, state)
+
+        async def reasons(ids: list[str]) -> dict[str, str]:
+            return await reasons_for(
+                client, ids, hints or {}, concurrency=services.settings.graph_concurrency
+            )
+
+        changes = await compute(
+            services.extracts,
+            blobs.run_prefix(task.name, record.run_id),
+            record.run_id,
+            streams,
+            state.delivered,
+            resend_all=state.resend_all,
+            reasons=reasons,
+            block_size=services.settings.block_size,
+        )
+        report.counts = {
+            "upserts": changes.upserts,
+            "marks": changes.marks,
+            "streams": {name: s.as_dict() for name, s in changes.streams.items()},  # type: ignore[dict-item]
+        }
+        report.file = changes.changes_file
+        held = guard_reason(task.delivery.deletion_guard, changes)
+        if held is not None:
+            state = state.model_copy(
+                update={
+                    "held": HeldRun(
+                        run_id=record.run_id,
+                        changes=changes.changes_file,
+                        view=changes.view,
+                        marks=changes.marks,
+                        upserts=changes.upserts,
+                        reason=held,
+                        held_at=datetime.now(UTC),
+                        resend_all=state.resend_all,
+                    )
+                }
+            )
+            _check(lease)
+            await store.put(task.name, state)
+            report.status, report.info = "held", held
+            log.warning("deletion guard: run held: %s", held)
+            await notify_failure(services, task, connector, record, "held", held)
+            return DeliveryOutcome("held", held)
+        await load_changes(
+            services, task, connector, record.run_id, changes.changes_file, _base(state), streams, report,
+            deadline,
+        )  # fmt: skip
+        _check(lease)
+        await _advance(services, task.name, state, changes.view, _base(state), started)
+        report.status = "succeeded"
+        if state.held is not None:
+            report.info = (
+                f"{report.info}; the hold of run {state.held.run_id} is cleared (no hold needed now)"
+            )
+        return DeliveryOutcome("succeeded")
+    except Exception as exc:  # the extract is committed: a failed load is reported, never raised
+        log.warning("delivery failed: %s: %s", type(exc).__name__, exc)
+        error = f"load failed: {type(exc).__name__}: {exc}"
+        report.status, report.info = "failed", error
+        await notify_failure(services, task, connector, record, "failed", error)
+        return DeliveryOutcome("failed", error)
+    finally:
+        report.completed_at = datetime.now(UTC)
+        await _housekeeping(services, task, record.run_id)
+
+
+def _check(lease: TaskLease | None) -> None:
+    if lease is not None and lease.lost:
+        raise RuntimeError("the task lease was lost: not advancing the task cache")
+
+
+async def _advance(
+    services: Services,
+    task: str,
+    state: DeliveryState,
+    view: DeliveredView,
+    base: str,
+    now: datetime,
+    *,
+    resend_all: bool = False,
+) -> None:
+    """The cache becomes ``view``: the platform has it."""
+    delivered = view.model_copy(update={"delivered_at": datetime.now(UTC)})
+    new_state = state.model_copy(
+        update={
+            "delivered": delivered,
+            "resend_all": resend_all,
+            "held": None,
+            "cleared_at": state.cleared_at or now,
+        }
+    )
+    await delivery_store(services).put(task, new_state)
+    await _forget_acks(services.extracts, _acks_name(task, base))
+
+
+async def _housekeeping(services: Services, task: ScheduledTask, run_id: str) -> None:
+    try:
+        extract_state = await services.state.get(task.name)
+        state = await delivery_store(services).get(task.name)
+        protected = {run_id}
+        if extract_state.view is not None:
+            protected.add(extract_state.view.run_id)
+        if state.delivered is not None:
+            protected.add(state.delivered.run_id)
+        if state.held is not None:
+            protected.add(state.held.run_id)
+        await prune_runs(services.extracts, task.name, keep=task.delivery.keep_runs, protected=protected)
+    except Exception as exc:  # housekeeping never fails a run
+        log.warning("housekeeping failed: %s: %s", type(exc).__name__, exc)
+
+
+async def notify_failure(
+    services: Services,
+    task: ScheduledTask | None,
+    connector: Connector | None,
+    record: RunRecord,
+    status: str,
+    error: str,
+) -> None:
+    """The failure record of a failed or held run: the log event, and the platform record if configured."""
+    failures.log_failure(record.task, record.run_id, status, error)
+    if task is None:
+        return
+    failure = failures.failure_record(task, record.run_id, status, error)
+    if failure is None:
+        return
+    try:
+        line = blobs.encode_line(failure)
+        name = f"{blobs.run_prefix(task.name, record.run_id)}/failure.jsonl"
+        await asyncio.to_thread(
+            services.extracts.get_blob_client(name).upload_blob,
+            line,
+            overwrite=True,
+            content_settings=blobs.JSONL,
+        )
+        if task.delivery.endpoint is not None and connector is not None:
+            deadline = time.monotonic() + min(300.0, services.settings.run_deadline_s)
+            async with _receiver(services, task, connector, deadline) as receiver:
+                await receiver.send(failures.failure_batch(task, record.run_id, line), run_id=record.run_id)
+        if record.load is not None:
+            record.load.counts["failure_record"] = 1
+    except Exception as exc:
+        log.warning("the failure record could not be delivered: %s: %s", type(exc).__name__, exc)
+
+
+async def approve(services: Services, task: ScheduledTask, connector: Connector, run_id: str) -> RunRecord:
+    """Release exactly the changes of the task's held run ``run_id``, once; the cache becomes its view."""
+    lease = TaskLease(services.leases, task.name, services.settings.lease_s)
+    if not await lease.acquire():
+        raise ApprovalError(f"a run of {task.name} is in progress; approve again when it has finished")
+    try:
+        store = delivery_store(services)
+        state = await store.get(task.name)
+        held = state.held
+        if held is None or held.run_id != run_id:
+            if run_id in state.released:
+                raise ApprovalError(f"run {run_id} of {task.name} was already released")
+            current = f"; the held run is {held.run_id}" if held is not None else "; no run is held"
+            raise ApprovalError(f"run {run_id} of {task.name} is not held{current}")
+        record = await services.history.get(task.name, run_id) or RunRecord(
+            task=task.name, run_id=run_id, trigger="unknown"
+        )
+        started = datetime.now(UTC)
+        report = record.load or PhaseReport(status="held")
+        report.started_at = started
+        report.status = "running"
+        record.load = report
+        deadline = time.monotonic() + services.settings.run_deadline_s
+        base = _base(state.model_copy(update={"resend_all": held.resend_all}))
+        try:
+            await load_changes(
+                services, task, connector, run_id, held.changes, base, streams_of(task, held.view.files),
+                report, deadline,
+            )  # fmt: skip
+        except Exception as exc:
+            report.status, report.completed_at = "failed", datetime.now(UTC)
+            report.info = f"approved, but the load failed: {type(exc).__name__}: {exc}"
+            await services.history.put(record)
+            raise ApprovalError(report.info) from exc
+        await _advance(
+            services, task.name, state, held.view, base, started,
+            resend_all=state.resend_all and not held.resend_all,
+        )  # fmt: skip
+        state = await store.get(task.name)
+        await store.put(task.name, state.model_copy(update={"released": [*state.released, run_id][-20:]}))
+        report.status, report.completed_at = "succeeded", datetime.now(UTC)
+        report.info = f"released by approval at {started:%Y-%m-%d %H:%M:%S} UTC; {report.info or ''}".rstrip(
+            "; "
+        )
+        record.status = "succeeded"
+        record.error = None
+        await services.history.put(record)
+        return record
+    finally:
+        await lease.release()
+
+
+# ------------------------------------------------------------------------------ the runner's two calls
+
+
+async def after_commit(
+    services: Services,
+    task: ScheduledTask,
+    connector: Connector,
+    record: RunRecord,
+    *,
+    lease: TaskLease | None = None,
+    hints: Mapping[str, str] | None = None,
+    selections: Mapping[str, Any] | None = None,
+) -> DeliveryOutcome:
+    """The runner's call once a run's view is committed (still under the lease): the extract's report,
+    then the delivery. Returns the run's status (succeeded, held, failed) and error."""
+    record.extract = PhaseReport(
+        status="succeeded",
+        started_at=record.started_at,
+        completed_at=datetime.now(UTC),
+        counts={name: counts.written for name, counts in record.counts.items()},
+        info=f"{record.mode} read" + (f" ({record.resync_reason})" if record.resync_reason else ""),
+    )
+    client = services.graph(connector)
+    async with client.context(deadline=time.monotonic() + services.settings.run_deadline_s) as call:
+        outcome = await deliver_run(
+            services, task, connector, record, record.files,
+            client=client, hints=hints, lease=lease, selections=selections,
+        )  # fmt: skip
+        if call.stats.http_calls:
+            record.requests["delivery_lookups"] = call.stats.as_dict()
+    return outcome
+
+
+async def after_failure(
+    services: Services,
+    task: ScheduledTask | None,
+    connector: Connector | None,
+    record: RunRecord,
+    error: str,
+    *,
+    final: bool,
+) -> None:
+    """The runner's call when the extract failed: its report, and (if no retry will follow) the failure
+    notification."""
+    record.extract = PhaseReport(
+        status="failed", started_at=record.started_at, completed_at=datetime.now(UTC), info=error
+    )
+    if final:
+        await notify_failure(services, task, connector, record, "failed", error)

@@ -1,0 +1,98 @@
+"""Why a delivered object left the task's view: deleted, soft-deleted (restorable), or out of scope.
+
+- Incremental runs know it for the objects their delta round removed: ``@removed`` with reason ``changed``
+  is a soft delete (the object sits in deleted items for 30 days and can be restored), ``deleted`` a
+  permanent one (docs/graph-behaviour.md section 3). The runner passes these as hints.
+- Every other object (full runs; objects that left the view in an earlier, undelivered run; objects that
+  left the scope without being removed) is looked up in batches of ``$batch`` steps: ``GET
+  /directoryObjects/{id}`` answers 200 when the object still exists (so it left the task's scope), and
+  ``GET /directory/deletedItems/{id}`` 200 when it was soft-deleted; 404 to both means deleted for good
+  (docs/graph-behaviour.md sections 3, 4 and 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient
+
+DELETED = "deleted"
+SOFT_DELETED = "soft_deleted"
+OUT_OF_SCOPE = "out_of_scope"
+REASONS = (DELETED, SOFT_DELETED, OUT_OF_SCOPE)
+DELTA_REASONS = {"changed": SOFT_DELETED, "deleted": DELETED}  # @removed.reason -> ours
+
+
+def from_delta(reason: str | None) -> str | None:
+    return DELTA_REASONS.get((reason or "").lower())
+
+
+async def look_up(
+    client: GraphClient, ids: Iterable[str], *, concurrency: int = 4, directory: bool = True
+) -> dict[str, str]:
+    """id -> reason, by batched lookups (two steps per id, ten ids per ``$batch``).
+
+    ``directory``: the ids are directory objects (users, groups...), which Entra keeps in deleted items;
+    other objects are only told apart as out of scope (still there) or deleted.
+    """
+    pending = list(dict.fromkeys(ids))
+    per_batch = MAX_BATCH_STEPS // 2
+    chunks = [pending[i : i + per_batch] for i in range(0, len(pending), per_batch)]
+    reasons: dict[str, str] = {}
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(chunk: list[str]) -> None:
+        steps = []
+        for index, object_id in enumerate(chunk):
+            steps.append(BatchStep(f"o{index}", f"/directoryObjects/{object_id}?$select=id"))
+            if directory:
+                steps.append(BatchStep(f"d{index}", f"/directory/deletedItems/{object_id}?$select=id"))
+        async with gate:
+            results = await client.batch(steps)
+        for index, object_id in enumerate(chunk):
+            exists = results[f"o{index}"]
+            if exists.ok:
+                reasons[object_id] = OUT_OF_SCOPE
+                continue
+            if not exists.missing:
+                raise exists.error(steps[2 * index if directory else index])
+            if directory:
+                deleted = results[f"d{index}"]
+                if deleted.ok:
+                    reasons[object_id] = SOFT_DELETED
+                    continue
+                if not deleted.missing:
+                    raise deleted.error(steps[2 * index + 1])
+            reasons[object_id] = DELETED
+
+    await asyncio.gather(*(one(chunk) for chunk in chunks))
+    return reasons
+
+
+async def reasons_for(
+    client: GraphClient | None,
+    ids: list[str],
+    hints: Mapping[str, str],
+    *,
+    concurrency: int = 4,
+) -> dict[str, str]:
+    """A reason for every id: the run's hints where it has them, lookups for the rest (without a client,
+    the rest are ``deleted``)."""
+    reasons = {i: hints[i] for i in ids if i in hints}
+    rest = [i for i in ids if i not in reasons]
+    if rest and client is not None:
+        reasons.update(await look_up(client, rest, concurrency=concurrency))
+    for object_id in rest:
+        reasons.setdefault(object_id, DELETED)
+    return reasons
+
+
+def removal_hints(delta_reasons: Mapping[str, str]) -> dict[str, str]:
+    """A delta round's ``@removed`` reasons as removal reasons (unknown reasons are left to lookups)."""
+    hints = {}
+    for object_id, reason in delta_reasons.items():
+        ours = from_delta(reason)
+        if ours is not None:
+            hints[object_id] = ours
+    return hints

@@ -1,0 +1,350 @@
+"""Delivery: changes against the task cache, deletion marks, the deletion guard, loads that fail, the cache
+clear, housekeeping; against Azurite, the local Graph and a local HTTPS receiver of the platform's web API
+(devtools/receiver.py) that records what it applied and fails on request."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devtools.receiver import PlatformReceiver
+from localgraph.generate import TenantShape
+from shared.config import parse_config
+from shared.delivery.release import ApprovalError, approve, delivery_store
+from shared.extract.runner import run_task
+from shared.storage.blobs import read_lines
+from shared.storage.queues import RunRequest
+from tests.support import USER_MAPPINGS, connector_for
+
+API_KEY = "receiver-test-key-4f1c"
+MARKING = {
+    "attribute": "status",
+    "value": "Deleted",
+    "reason_attribute": "removal",
+    "restored_value": "Active",
+}
+
+
+@pytest.fixture
+def graph_shape():
+    return TenantShape(users=40, groups=6, memberships=80, seed=11)
+
+
+@pytest.fixture
+def environ(graph, storage_environ):
+    return {
+        **storage_environ,
+        "LOCALGRAPH_CLIENT_SECRET": graph.info.client_secret,
+        "CONNECTOR_CA_BUNDLE": graph.info.ca_file,
+        "RECEIVER_API_KEY": API_KEY,
+        "GRAPH_BACKOFF_SECONDS": "0.01",
+    }
+
+
+@pytest.fixture
+def receiver(graph):
+    with PlatformReceiver(
+        str(graph.tls.server_cert_file), str(graph.tls.server_key_file), api_key=API_KEY
+    ) as r:
+        yield r
+
+
+def delivery_config(
+    info,
+    url: str | None,
+    *,
+    mode: str = "full",
+    guard: dict[str, Any] | None = None,
+    users: dict[str, Any] | None = None,
+    endpoint: dict[str, Any] | None = None,
+    enabled: bool = True,
+    keep_runs: int = 10,
+):
+    delivery: dict[str, Any] = {
+        "deletion_guard": guard or {},
+        "failure": {"target_template": "task_failure", "target_folder": "failures", "attribute": "error"},
+        "keep_runs": keep_runs,
+    }
+    if url is not None:
+        delivery["endpoint"] = {
+            "url": url,
+            "auth": {"type": "api_key", "key": {"app_setting": "RECEIVER_API_KEY"}},
+            **(endpoint or {}),
+        }
+    task = {
+        "name": "people",
+        "connector": "local",
+        "mode": mode,
+        "enabled": enabled,
+        "mappings_type": "identity",
+        "users": {
+            "mappings": USER_MAPPINGS,
+            "target_template": "account",
+            "target_folder": "accounts",
+            "deletion_marking": MARKING,
+            **(users or {}),
+        },
+        "delivery": delivery,
+    }
+    return parse_config({"connectors": [connector_for(info)], "tasks": [task]})
+
+
+async def run(services, config, expect: str = "succeeded", **request):
+    outcome = await run_task(services, RunRequest(task="people", **request), config=config)
+    assert outcome.record.status == expect, (outcome.record.error, outcome.record.load)
+    return outcome.record
+
+
+def delivered(receiver: PlatformReceiver, since: int = 0) -> list[dict[str, Any]]:
+    """The records the receiver applied (failure records left out), from batch ``since`` on."""
+    return [r for batch in receiver.applied[since:] for r in batch.records if r["stream"] != "failure"]
+
+
+def failure_records(receiver: PlatformReceiver, since: int = 0) -> list[dict[str, Any]]:
+    return [r for batch in receiver.applied[since:] for r in batch.records if r["stream"] == "failure"]
+
+
+async def changes(services, name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) async for line in read_lines(services.extracts, name)]
+
+
+async def test_first_run_delivers_every_record_in_the_documented_batch_format(
+    graph, control, services, receiver
+):
+    config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 15})
+    record = await run(services, config)
+    users = {u["id"] for u in control.objects("users")}
+    assert record.extract.status == "succeeded" and record.load.status == "succeeded"
+    assert {r["id"] for r in delivered(receiver)} == users
+    assert [b.headers["idempotency-key"] for b in receiver.applied] == [b.batch_id for b in receiver.applied]
+    assert [len(b.records) for b in receiver.applied] == [15, 15, len(users) - 30]
+    assert receiver.applied[0].streams == {
+        "users": {"target_template": "account", "target_folder": "accounts", "key": "id"}
+    }
+    first = delivered(receiver)[0]
+    assert first["op"] == "upsert" and set(first["attributes"]) == {m["local"] for m in USER_MAPPINGS}
+    lines = await changes(services, record.load.file)
+    assert len(lines) == len(users) and all(line["op"] == "upsert" for line in lines)
+    again = await run(services, config)
+    assert again.load.counts["upserts"] == 0 and len(receiver.applied) == 3  # nothing changed: nothing sent
+
+
+async def test_guard_holds_a_mass_deletion_and_approval_releases_exactly_it(
+    graph, control, services, receiver, caplog
+):
+    config = delivery_config(graph.info, receiver.url, guard={"max_marks": 3})
+    task, connector = config.tasks[0], config.connectors[0]
+    await run(services, config)
+    delivered_first = len(receiver.applied)
+    doomed = sorted(u["id"] for u in control.objects("users")[:5])
+    for object_id in doomed:
+        control.delete("users", object_id)
+
+    caplog.set_level(logging.ERROR, logger="shared.delivery.failures")
+    held = await run(services, config, expect="held")
+    assert held.load.status == "held" and "mark 5 objects" in held.load.info
+    assert delivered(receiver, delivered_first) == []  # nothing of it delivered ...
+    [failure] = failure_records(receiver, delivered_first)  # ... but the failure record
+    assert failure["attributes"]["error"].startswith(f"people run {held.run_id} held: the run would mark 5")
+    events = [r for r in caplog.records if getattr(r, "event", None) == "TaskRunFailed"]
+    assert [e.run_status for e in events] == ["held"] and "mark 5 objects" in events[0].error_text
+
+    again = await run(services, config, expect="held")  # a held task does not deliver on its next run
+    assert delivered(receiver, delivered_first) == []
+    with pytest.raises(ApprovalError, match=f"is not held; the held run is {again.run_id}"):
+        await approve(services, task, connector, held.run_id)  # replaced by the newer hold
+
+    before = len(receiver.applied)
+    released = await approve(services, task, connector, again.run_id)
+    marks = delivered(receiver, before)
+    assert sorted(r["id"] for r in marks) == doomed
+    assert all(
+        r["op"] == "mark" and r["attributes"] == {"status": "Deleted", "removal": "soft_deleted"}
+        for r in marks
+    )
+    assert released.status == "succeeded" and released.load.status == "succeeded"
+    stored = await services.history.get("people", again.run_id)
+    assert stored.status == "succeeded" and stored.load.status == "succeeded"
+    with pytest.raises(ApprovalError, match="already released"):
+        await approve(services, task, connector, again.run_id)
+
+    after = len(receiver.applied)
+    quiet = await run(services, config)  # marked once: never again
+    assert quiet.load.counts["marks"] == 0 and len(receiver.applied) == after
+
+
+async def test_correcting_the_configuration_clears_the_hold(graph, control, services, receiver):
+    config = delivery_config(graph.info, receiver.url, guard={"max_marks": 3, "max_share": 0.5})
+    task, connector = config.tasks[0], config.connectors[0]
+    await run(services, config)
+    users = len(control.objects("users"))
+    wrong = delivery_config(
+        graph.info,
+        receiver.url,
+        guard={"max_marks": 3},
+        users={"query": "$filter=startsWith(displayName,'zzz')"},
+    )
+    sent = len(receiver.applied)
+    held = await run(services, wrong, expect="held")
+    lines = await changes(services, held.load.file)
+    assert len(lines) == users and {line["reason"] for line in lines} == {"out_of_scope"}
+    fixed = await run(services, config)
+    assert fixed.load.counts == {**fixed.load.counts, "upserts": 0, "marks": 0}
+    assert "hold of run" in fixed.load.info and delivered(receiver, sent) == []
+    assert (await delivery_store(services).get("people")).held is None
+    with pytest.raises(ApprovalError, match="no run is held"):
+        await approve(services, task, connector, held.run_id)
+
+
+async def test_cache_clear_delivers_everything_once_and_keeps_delta_links(graph, control, services, receiver):
+    from shared.delivery import cache
+
+    config = delivery_config(graph.info, receiver.url, mode="incremental")
+    users = {u["id"] for u in control.objects("users")}
+    await run(services, config)
+    assert (await run(services, config)).load.counts["upserts"] == 0
+    links = (await services.state.get("people")).delta_links
+    store = delivery_store(services)
+    await cache.clear(store, "people")
+    assert (await services.state.get("people")).delta_links == links
+
+    sent = len(receiver.applied)
+    cleared = await run(services, config)
+    assert cleared.mode == "incremental"  # the delta links survived the clear
+    assert {r["id"] for r in delivered(receiver, sent)} == users
+    assert (await run(services, config)).load.counts["upserts"] == 0  # once
+
+    # The daily clear: a configured hour (00:00 UTC by default) passed since the cache was built.
+    state = await store.get("people")
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    assert state.delivered is not None
+    await store.put(
+        "people",
+        state.model_copy(
+            update={
+                "cleared_at": two_days_ago,
+                "delivered": state.delivered.model_copy(update={"delivered_at": two_days_ago}),
+            }
+        ),
+    )
+    sent = len(receiver.applied)
+    daily = await run(services, config)
+    assert {r["id"] for r in delivered(receiver, sent)} == users
+    assert daily.load.counts["upserts"] == len(users)
+    assert (await run(services, config)).load.counts["upserts"] == 0
+
+
+async def test_failed_loads_lose_nothing_and_never_apply_a_batch_twice(graph, control, services, receiver):
+    config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 7})
+    users = sorted(u["id"] for u in control.objects("users"))
+    receiver.fail(503, times=100, after=3)  # three batches land, then the receiver is down
+    failed = await run(services, config, expect="failed")
+    assert failed.extract.status == "succeeded" and failed.load.status == "failed"
+    assert "503" in failed.error and failed.load.counts["batches_sent"] == 3
+    assert (await delivery_store(services).get("people")).delivered is None  # the cache did not advance
+    first_ids = [b.batch_id for b in receiver.applied]
+
+    receiver.heal()
+    receiver.fail(503, times=1, after=5, apply_first=True)  # batch 6 lands, but its answer is a 503
+    second = await run(services, config)
+    assert second.load.counts["batches_skipped"] == 3  # acknowledged before: not sent again
+    assert [b.batch_id for b in receiver.applied[:3]] == first_ids
+    assert sorted(r["id"] for r in delivered(receiver)) == users  # nothing lost, nothing twice
+    applied = [b.batch_id for b in receiver.applied]
+    assert len(applied) == len(set(applied))
+    sixth = applied[5]
+    assert [status for key, status in receiver.attempts if key == sixth] == [503, 200]  # sent again, same key
+    assert (await run(services, config)).load.counts["upserts"] == 0
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+async def test_marks_say_why_once_and_a_restored_object_comes_back_unmarked(
+    mode, graph, control, services, receiver
+):
+    config = delivery_config(
+        graph.info, receiver.url, mode=mode, users={"query": "$filter=accountEnabled eq true"}
+    )
+    await run(services, config)
+    enabled = [u for u in control.objects("users") if u["accountEnabled"]]
+    soft, hard, disabled = enabled[0]["id"], enabled[1]["id"], enabled[2]["id"]
+    control.delete("users", soft)
+    control.delete("users", hard, hard=True)
+    control.update("users", disabled, {"accountEnabled": False})
+
+    sent = len(receiver.applied)
+    marked = await run(services, config)
+    assert marked.mode == mode
+    marks = {r["id"]: r for r in delivered(receiver, sent)}
+    assert {k: (v["op"], v["reason"], v["attributes"]) for k, v in marks.items()} == {
+        soft: ("mark", "soft_deleted", {"status": "Deleted", "removal": "soft_deleted"}),
+        hard: ("mark", "deleted", {"status": "Deleted", "removal": "deleted"}),
+        disabled: ("mark", "out_of_scope", {"status": "Deleted", "removal": "out_of_scope"}),
+    }
+    sent = len(receiver.applied)
+    assert (await run(services, config)).load.counts["marks"] == 0 and delivered(receiver, sent) == []
+
+    control.restore("users", soft)
+    await run(services, config)
+    [back] = delivered(receiver, sent)
+    assert back["id"] == soft and back["op"] == "upsert" and back["restored"] is True
+    assert back["attributes"]["status"] == "Active" and back["attributes"]["removal"] is None
+    assert back["attributes"]["login"] == enabled[0]["userPrincipalName"]
+    sent = len(receiver.applied)
+    await run(services, config)
+    assert delivered(receiver, sent) == []
+
+
+async def test_housekeeping_keeps_the_last_runs_and_what_the_state_refers_to(
+    graph, control, services, receiver
+):
+    config = delivery_config(graph.info, receiver.url, guard={"max_marks": 1}, keep_runs=2)
+    first = await run(services, config)
+    for user in control.objects("users")[:3]:
+        control.delete("users", user["id"])
+    held = [await run(services, config, expect="held") for _ in range(4)]
+    folders = {
+        blob.name.split("/")[2] for blob in services.extracts.list_blobs(name_starts_with="people/runs/")
+    }
+    # the two newest, the delivered view (first), the held run (the newest, also the latest view)
+    assert folders == {first.run_id, held[-2].run_id, held[-1].run_id}
+    state = await delivery_store(services).get("people")
+    assert state.delivered.run_id == first.run_id and state.held.run_id == held[-1].run_id
+
+
+async def test_a_task_without_endpoint_delivers_to_blob_only(graph, control, services):
+    config = delivery_config(graph.info, None)
+    first = await run(services, config)
+    assert "blob only" in first.load.info and len(await changes(services, first.load.file)) == len(
+        control.objects("users")
+    )
+    user = control.objects("users")[0]["id"]
+    control.update("users", user, {"jobTitle": "Cartographer"})
+    second = await run(services, config)
+    [change] = await changes(services, second.load.file)
+    assert change["id"] == user and change["attributes"]["title"] == "Cartographer"
+
+
+async def test_entra_token_for_the_receivers_scope(graph, control, services):
+    control.create(
+        "applications", {"displayName": "Platform API", "identifierUris": ["api://platform-receiver"]}
+    )
+
+    def token_check(token: str) -> bool:
+        claims = graph.ctx.identity.claims(token)
+        return claims is not None and claims["aud"] == "api://platform-receiver"
+
+    with PlatformReceiver(
+        str(graph.tls.server_cert_file), str(graph.tls.server_key_file), token_check=token_check
+    ) as receiver:
+        config = delivery_config(
+            graph.info,
+            receiver.url,
+            endpoint={"auth": {"type": "entra", "scope": "api://platform-receiver/.default"}},
+        )
+        await run(services, config)
+        assert len(delivered(receiver)) == len(control.objects("users"))
+        assert receiver.applied[0].headers["authorization"].startswith("Bearer ")
