@@ -11,8 +11,9 @@ set for a block of work with :func:`operation` (a span) or :func:`dimensions`. M
 low-cardinality ones (no run id or request id); the events carry all. Nothing here takes a secret, a record,
 a user's name or a URL: only names from the configuration, ids, counts, durations and outcomes.
 
-Only the events of this module's logger are exported by OpenTelemetry (``logger_name``); the app's other
-logs reach Application Insights through the Functions host, as before, so nothing is sent twice.
+Only the events of this module's logger are exported by OpenTelemetry (``logger_name``), and once export is
+on they stop there; the app's other logs reach Application Insights through the Functions host, as before,
+so nothing is sent twice. The run-scoped fields of :mod:`shared.logs` are dimensions here too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 from opentelemetry import metrics, trace
 
+from shared import logs
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,20 @@ def environment_type() -> str:
 
 
 def current_dimensions() -> dict[str, str]:
-    """The dimensions in force here, with the environment type."""
-    return {"environment_type": environment_type(), **_dimensions.get()}
+    """The dimensions in force here: the environment type, the run-scoped logging fields (``shared.logs``:
+    task, run id, activity, Graph request id, as the runner and the activities set them), then those set
+    with :func:`dimensions` or :func:`operation`."""
+    scoped = {
+        "task": logs.task_name.get(),
+        "run_id": logs.run_id.get(),
+        "activity": logs.activity.get(),
+        "graph_request_id": logs.graph_request_id.get(),
+    }
+    return {
+        "environment_type": environment_type(),
+        **{name: value for name, value in scoped.items() if value},
+        **_dimensions.get(),
+    }
 
 
 @contextmanager
@@ -185,6 +199,9 @@ def configure(settings: Settings) -> bool:
             },
         )
         log.setLevel(logging.INFO)
+        # The events go to Application Insights through OpenTelemetry only: not also up to the root logger,
+        # whose handler (the Functions worker's) forwards records to the host and so to Application Insights.
+        log.propagate = False
         _configured = True
         return True
 

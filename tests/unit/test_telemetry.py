@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared import telemetry
+from shared import logs, telemetry
 from shared.settings import Settings
 
 
@@ -217,3 +217,23 @@ def test_only_known_dimensions_and_fields_are_accepted():
         pass
     with pytest.raises(ValueError, match="not a telemetry event field: upn"):
         telemetry._event(telemetry.RUN_FINISHED, "x", upn="zoe@contoso.com")
+
+
+def test_the_run_scoped_logging_fields_are_dimensions(exported):
+    # What the runner and the activities set for their logs (shared.logs) is on the telemetry too.
+    telemetry.configure(Settings.from_environ({"ENVIRONMENT_TYPE": "demo"}))
+    token = logs.graph_request_id.set("req-9")
+    try:
+        with logs.scope(task="contoso-nightly", run="20261130T023000Z-abc123"):
+            telemetry.record_delivery("contoso-nightly", "succeeded", records=3, duration_s=0.5)
+    finally:
+        logs.graph_request_id.reset(token)
+    [event] = exported.events(telemetry.DELIVERY_FINISHED)
+    assert (event["task"], event["run_id"], event["graph_request_id"], event["environment_type"]) == (
+        "contoso-nightly",
+        "20261130T023000Z-abc123",
+        "req-9",
+        "demo",
+    )
+    [(attributes, _)] = exported.points(telemetry.DELIVERIES)
+    assert attributes == {"task": "contoso-nightly", "environment_type": "demo", "outcome": "succeeded"}
