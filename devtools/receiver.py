@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from shared.delivery.batches import DeliveryBatch
 
 
 @dataclass
@@ -50,6 +53,7 @@ class PlatformReceiver:
     api_key: str | None = None  # expected in X-Api-Key
     token_check: Callable[[str], bool] | None = None  # validates a bearer token
     keep_records: bool = True  # False: count only (the benchmark)
+    validate: bool = True  # check each batch against the documented format (shared.delivery.batches)
     applied: list[Applied] = field(default_factory=list)
     attempts: list[tuple[str, int]] = field(default_factory=list)  # (Idempotency-Key, status answered)
     records_applied: int = 0
@@ -120,6 +124,12 @@ class PlatformReceiver:
                 return JSONResponse({"status": "duplicate", "batch_id": key})
         try:
             document = json.loads(body)
+            if self.validate:
+                DeliveryBatch.model_validate_json(body)
+        except ValidationError as exc:
+            return JSONResponse(
+                {"title": "not a delivery batch", "errors": exc.errors()[:5]}, status_code=400
+            )
         except ValueError:
             return JSONResponse({"title": "not JSON"}, status_code=400)
         if document.get("batch_id") != key:

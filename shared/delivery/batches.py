@@ -18,9 +18,11 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from azure.storage.blob import ContainerClient
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.storage.blobs import read_lines
 
@@ -70,3 +72,65 @@ async def cut(
         held += len(line)
     if lines:
         yield header.build(lines, sequence + 1)
+
+
+# ------------------------------------------------------------------------------- the format, as models
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "delivery-batch.schema.json"
+SCHEMA_ID = "https://github.com/entra-graph-connector/schema/delivery-batch.schema.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StreamTarget(_Strict):
+    """Where the platform stores one stream's records."""
+
+    target_template: str = Field(description="The platform template of the stream's records.")
+    target_folder: str = Field(description="The folder they are stored in.")
+    key: str = Field(description="The Graph attribute that identifies a record (default id).")
+
+
+class ChangeRecord(_Strict):
+    """One change: a record to create or update, a deletion mark, or a failure record."""
+
+    op: Literal["upsert", "mark", "failure"] = Field(
+        description=(
+            "upsert: a new or changed record (all its mapped attributes); mark: an object delivered before that "
+            "is gone or out of scope, with the task's marking attribute(s) only; failure: a failed or held run."
+        )
+    )
+    stream: str = Field(description="The stream the record belongs to (a key of streams): users, groups, ...")
+    id: str = Field(description="The Graph object id (for failure records: task/run id).")
+    attributes: dict[str, Any] = Field(
+        description="Local attribute code -> value (null: Graph has no value)."
+    )
+    reason: Literal["deleted", "soft_deleted", "out_of_scope"] | None = Field(
+        default=None, description="mark only: why the object left the task's view."
+    )
+    restored: bool | None = Field(
+        default=None, description="upsert only: the object was delivered as removed before and is back."
+    )
+
+
+class DeliveryBatch(_Strict):
+    """A batch of changes POSTed to the platform's web API. The same batch id means the same batch: it is
+    sent as the Idempotency-Key header, and a receiver that has applied it answers as it did the first time."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="Delivery batch")
+
+    format: Literal["entra-graph-connector/delivery-batch-v1"]
+    batch_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="Stable id: equal for equal content.")
+    task: str = Field(description="The scheduled task that produced the changes.")
+    streams: dict[str, StreamTarget] = Field(description="stream name -> where its records go.")
+    records: list[ChangeRecord] = Field(min_length=1)
+
+
+def batch_json_schema() -> dict[str, Any]:
+    schema = DeliveryBatch.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def render_batch_schema() -> str:
+    return json.dumps(batch_json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -348,3 +348,11 @@ async def test_entra_token_for_the_receivers_scope(graph, control, services):
         await run(services, config)
         assert len(delivered(receiver)) == len(control.objects("users"))
         assert receiver.applied[0].headers["authorization"].startswith("Bearer ")
+
+
+def test_the_batch_format_schema_in_the_repository_is_the_generated_one():
+    from shared.delivery.batches import SCHEMA_PATH, render_batch_schema
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_batch_schema(), (
+        "run: python -m shared.delivery --write-schema"
+    )
