@@ -127,9 +127,8 @@ class PlatformReceiver:
             if self.validate:
                 DeliveryBatch.model_validate_json(body)
         except ValidationError as exc:
-            return JSONResponse(
-                {"title": "not a delivery batch", "errors": exc.errors()[:5]}, status_code=400
-            )
+            errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:5]]
+            return JSONResponse({"title": "not a delivery batch", "errors": errors}, status_code=400)
         except ValueError:
             return JSONResponse({"title": "not JSON"}, status_code=400)
         if document.get("batch_id") != key:
