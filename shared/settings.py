@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     environment_type: EnvironmentType = _setting("ENVIRONMENT_TYPE", "dev")
     # Telemetry goes to Application Insights only when this is set (off in tests and local runs).
     appinsights_connection_string: str | None = _setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None)
+    # Graph change notifications (docs/graph-behaviour.md section 12): the upkeep timer that creates, renews and
+    # deletes subscriptions; the lifetime asked for (Graph allows at most 41,760 minutes for users and groups);
+    # the public host name Graph calls for local runs (in Azure the platform's WEBSITE_HOSTNAME is used); the
+    # function key Graph's calls carry in the notification URL (a secret: a Key Vault reference in Azure).
+    subscriptions_schedule: str = _setting("SUBSCRIPTIONS_SCHEDULE", "0 */10 * * * *")
+    subscription_lifetime_min: int = _setting("SUBSCRIPTION_LIFETIME_MINUTES", 4320, ge=45, le=41_760)
+    notification_host: str | None = _setting("NOTIFICATION_HOST", None, (SetIn.LOCAL,))
+    notification_key: str | None = _setting("NOTIFICATION_FUNCTION_KEY", None)
 
     @model_validator(mode="before")
     @classmethod
@@ -110,7 +118,7 @@ class Settings(BaseSettings):
                     )
         return data
 
-    @field_validator("tick_schedule", "credential_check_schedule")
+    @field_validator("tick_schedule", "subscriptions_schedule", "credential_check_schedule")
     @classmethod
     def _is_ncrontab(cls, value: str) -> str:
         fields = value.split()

@@ -18,6 +18,7 @@ from shared.config.delivery import Delivery
 from shared.config.event_tasks import EventTask
 from shared.config.fields import ID_DESCRIPTION, ConfigModel, EntityId, Name, NcrontabExpression
 from shared.config.issues import ConfigIssue, raise_if_any
+from shared.config.notifications import ChangeNotifications
 from shared.config.selections import GroupSelection, UserSelection
 
 SyncMode = Literal["full", "incremental"]
@@ -66,6 +67,10 @@ class ScheduledTask(ConfigModel):
     mappings_type: MappingsType
     users: UserSelection | None = None
     groups: GroupSelection | None = None
+    change_notifications: ChangeNotifications | None = Field(
+        default=None,
+        description="Graph change notifications: a change starts the task's run within seconds.",
+    )
     delivery: Delivery = Field(
         default_factory=Delivery, description="Task cache, deletion guard, load endpoint, failure record."
     )

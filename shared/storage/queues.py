@@ -19,7 +19,8 @@ class RunQueue:
         self.queue = queue
         self.history = history
 
-    async def enqueue(self, request: RunRequest) -> None:
+    async def enqueue(self, request: RunRequest, *, delay_s: int = 0) -> None:
+        """``delay_s``: the message stays invisible that long (a run planned for later)."""
         if self.history is not None:
             queued = RunRecord(
                 task=request.task,
@@ -29,4 +30,6 @@ class RunQueue:
                 planned_at=request.planned_at or request.requested_at,
             )
             await self.history.put_new(queued)  # a request sent again leaves its row as it is
-        await asyncio.to_thread(self.queue.send_message, request.model_dump_json())
+        await asyncio.to_thread(
+            self.queue.send_message, request.model_dump_json(), visibility_timeout=delay_s or None
+        )

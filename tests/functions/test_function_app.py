@@ -37,11 +37,13 @@ def bindings(function) -> list[dict]:
 def test_the_app_has_exactly_the_expected_functions(indexed):
     assert sorted(indexed) == [
         "check_credential_expiry",
+        "graph_notifications",
         "management_api",
         "management_page",
         "record_poisoned_run",
         "run_task",
         "scheduler_tick",
+        "subscription_upkeep",
     ]
 
 
@@ -78,12 +80,13 @@ def test_every_binding_expression_is_an_app_setting_with_a_local_value(indexed):
         for binding in bindings(function):
             for value in binding.values():
                 names.update(re.findall(r"%([A-Za-z0-9_]+)%", str(value)))
-    assert names == {"TICK_SCHEDULE", "RUNS_QUEUE", "CREDENTIAL_CHECK_SCHEDULE"}
+    assert names == {"TICK_SCHEDULE", "RUNS_QUEUE", "CREDENTIAL_CHECK_SCHEDULE", "SUBSCRIPTIONS_SCHEDULE"}
     for name in names:
         assert name in APP_SETTINGS and local.get(name), name
     # The default the code uses is the queue the host listens on when the setting is left as in the example.
     assert Settings.from_environ({}).runs_queue == local["RUNS_QUEUE"]
     assert Settings.from_environ({}).tick_schedule == local["TICK_SCHEDULE"]
+    assert Settings.from_environ({}).subscriptions_schedule == local["SUBSCRIPTIONS_SCHEDULE"]
     assert Settings.from_environ({}).credential_check_schedule == local["CREDENTIAL_CHECK_SCHEDULE"]
 
 
@@ -133,10 +136,12 @@ def test_the_app_indexes_in_a_fresh_process_without_settings_or_storage():
     assert result.stdout.strip() == str(
         [
             "check_credential_expiry",
+            "graph_notifications",
             "management_api",
             "management_page",
             "record_poisoned_run",
             "run_task",
             "scheduler_tick",
+            "subscription_upkeep",
         ]
     )
