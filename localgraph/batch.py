@@ -69,16 +69,14 @@ class Step:
 
 
 def _is_absolute(url: str) -> bool:
-    # Only the part before the query: "$filter=... eq 'https://x'" is not an absolute URL. A URL that
-    # starts with "//" is a relative one with an empty first segment: that is what Microsoft's Python SDK
-    # sends once its documented workaround strips the absolute prefix (msgraph-sdk-python#1015), and Graph
-    # serves it.
-    return bool(urlsplit(url.split("?", 1)[0]).scheme)
+    # Only the part before the query: "$filter=... eq 'https://x'" is not an absolute URL.
+    head = urlsplit(url.split("?", 1)[0])
+    return bool(head.scheme or head.netloc or url.startswith("//"))
 
 
 def _step_path(url: str) -> str:
-    path = urlsplit("/" + url.lstrip("/")).path
-    return "/" + "/".join(segment for segment in path.split("/") if segment)
+    path = urlsplit(url).path
+    return "/" + path.strip("/")
 
 
 def _headers(step_id: str, raw: Any) -> dict[str, str]:

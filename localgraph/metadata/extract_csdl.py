@@ -58,6 +58,7 @@ SERVED_ENTITY_TYPES = (
     "microsoft.graph.profilePhoto",
     "microsoft.graph.organization",
     "microsoft.graph.domain",
+    "microsoft.graph.subscription",  # change notifications (localgraph/subscriptions.py)
 )
 
 # Singleton types the local Graph serves paths under: only their navigation properties are extracted.

@@ -38,6 +38,7 @@ SERVED = {
     "profilePhoto",
     "organization",
     "domain",
+    "subscription",
 }
 
 EXT = "extension_b7d8e648520f41d3b9c0fdeb91768a0a"

@@ -150,9 +150,7 @@ def test_a_beta_only_path_answers_like_graph_v1(http):
 
 
 def test_empty_segments_are_served_as_graph_serves_them(graph, http):
-    """Microsoft's Python SDK joins its base URL (with httpx's trailing slash) and ``/users``: ``/v1.0//users``."""
+    """Microsoft's Python SDK joins its base URL (with httpx's trailing slash) and ``/users``: ``/v1.0//users``.
+    (Its batch steps are relative URLs with one slash; a step URL starting with ``//`` stays a malformed batch.)"""
     response = http.get(f"{graph.info.graph_base_url}//users", params={"$top": "2"})
     assert response.status_code == 200 and len(response.json()["value"]) == 2
-    steps = {"requests": [{"id": "1", "method": "GET", "url": "//users?$top=1"}]}
-    answer = http.post("/$batch", json=steps).json()["responses"][0]
-    assert answer["status"] == 200 and len(answer["body"]["value"]) == 1
