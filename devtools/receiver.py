@@ -142,9 +142,25 @@ class PlatformReceiver:
         self._apply(key, digest, document, dict(request.headers))
         return JSONResponse({"status": "accepted", "batch_id": key, "records": len(document["records"])})
 
+    async def _stats(self, request: Request) -> Response:
+        with self._lock:
+            return JSONResponse(
+                {
+                    "batches_applied": len(self.applied),
+                    "records_applied": self.records_applied,
+                    "requests": len(self.attempts),
+                    "bytes_received": self.bytes_received,
+                }
+            )
+
     # -------------------------------------------------------------------------------------- lifecycle
     def start(self) -> PlatformReceiver:
-        app = Starlette(routes=[Route("/batches", self._receive, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/batches", self._receive, methods=["POST"]),
+                Route("/stats", self._stats, methods=["GET"]),
+            ]
+        )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -182,3 +198,32 @@ class PlatformReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m devtools.receiver --cert PEM --key PEM [--api-key KEY]``: serve until stopped; prints the
+    URL as a JSON line once it listens (the benchmark runs it in its own process)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m devtools.receiver")
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--api-key")
+    parser.add_argument("--no-validate", action="store_true")
+    args = parser.parse_args()
+    receiver = PlatformReceiver(
+        args.cert, args.key, api_key=args.api_key, keep_records=False, validate=not args.no_validate
+    ).start()
+    print(json.dumps({"url": receiver.url}), flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    receiver.stop()
+
+
+if __name__ == "__main__":
+    main()
