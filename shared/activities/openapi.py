@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.activities.catalog import ACTIVITIES, OPENAPI_ROUTE, RUN_STATUS_ROUTE
 from shared.activities.contract import Problem, RunStatusResponse
+from shared.admin.openapi import admin_openapi
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schema" / "openapi.json"
 VERSION = "1.0.0"
@@ -143,6 +144,9 @@ def build() -> dict[str, Any]:
             },
         }
     }
+    admin_paths, admin_schemas = admin_openapi()  # the admin API (tag "admin"), same document
+    paths.update(admin_paths)
+    schemas = dict(sorted({**schemas, **admin_schemas}.items()))
     return {
         "openapi": "3.1.0",
         "info": {

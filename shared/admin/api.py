@@ -7,19 +7,22 @@ RFC 9457 problem details (``application/problem+json``) whose ``errors`` name ev
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.admin import signin, transfer
+from shared.admin.contract import CopyRequest, ExportRequest, ImportRequest, SignInCheckRequest
 from shared.admin.definitions import Definition, Kind
 from shared.admin.errors import AdminError, Invalid
 from shared.admin.service import AdminService
 from shared.config import ConfigIssue
 
 PROBLEM = "application/problem+json"
+M = TypeVar("M", bound=BaseModel)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -54,6 +57,19 @@ async def _body(request: Request) -> Any:
         return json.loads(await request.body())
     except ValueError:
         raise Invalid([ConfigIssue("", "the body is not JSON")]) from None
+
+
+def _parse(model: type[M], body: Any) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        issues = [
+            ConfigIssue(
+                ".".join(str(part) for part in error["loc"]), error["msg"].removeprefix("Value error, ")
+            )
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise Invalid(issues) from None
 
 
 def _force(request: Request) -> bool:
@@ -107,12 +123,10 @@ def routes(admin: AdminService) -> list[Route]:
         return Response(status_code=204)
 
     async def copy(request: Request) -> Response:
-        body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            raise Invalid([ConfigIssue("name", "required: the copy's name")])
-        extra = {k: v for k, v in body.items() if k not in ("name", "usage")}
+        body = _parse(CopyRequest, await _body(request))
+        extra = body.model_dump(include={"protocol", "realm"}, exclude_none=True)
         copied = await admin.copy(
-            kind_of(request), request.path_params["id"], body["name"], usage=body.get("usage"), extra=extra
+            kind_of(request), request.path_params["id"], body.name, usage=body.usage, extra=extra
         )
         return _answer(copied, 201)
 
@@ -151,39 +165,26 @@ def routes(admin: AdminService) -> list[Route]:
         return JSONResponse(admin.settings())
 
     async def sign_in_check(request: Request) -> Response:
-        body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("user"), str) or not body["user"]:
-            raise Invalid([ConfigIssue("user", "required: the user's object id or user principal name")])
-        return JSONResponse(await signin.may_sign_in(admin, request.path_params["id"], body["user"]))
+        body = _parse(SignInCheckRequest, await _body(request))
+        return JSONResponse(await signin.may_sign_in(admin, request.path_params["id"], body.user))
 
     async def sign_in_configuration(request: Request) -> Response:
         return JSONResponse(await signin.sign_in_configuration(admin, request.path_params["id"]))
 
     async def export(request: Request) -> Response:
-        body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("connectors"), list):
-            raise Invalid([ConfigIssue("connectors", "required: a list of connector ids")])
+        body = _parse(ExportRequest, await _body(request))
         document = await transfer.export(
-            admin,
-            [str(c) for c in body["connectors"]],
-            password=body.get("password") or None,
-            include_secrets=bool(body.get("include_secrets")),
+            admin, body.connectors, password=body.password, include_secrets=body.include_secrets
         )
         return JSONResponse(
             document, headers={"Content-Disposition": 'attachment; filename="connectors-export.json"'}
         )
 
     async def import_(request: Request) -> Response:
-        body = await _body(request)
-        if not isinstance(body, dict) or "file" not in body:
-            raise Invalid([ConfigIssue("file", "required: the export file (its JSON object or its text)")])
-        text = body["file"] if isinstance(body["file"], str) else json.dumps(body["file"])
+        body = _parse(ImportRequest, await _body(request))
+        text = body.file if isinstance(body.file, str) else json.dumps(body.file)
         plan = await transfer.import_file(
-            admin,
-            text,
-            password=body.get("password") or None,
-            dry_run=body.get("dry_run", True) is not False,
-            key_vault_url=body.get("key_vault_url") or None,
+            admin, text, password=body.password, dry_run=body.dry_run, key_vault_url=body.key_vault_url
         )
         return JSONResponse(plan.as_json())
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -59,6 +60,20 @@ async def _admin_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if "/v1/" in request.url.path:
+        return api.problem(
+            exc.status_code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
+        )
+    return pages.templates.TemplateResponse(
+        request,
+        "error.html",
+        {"base": pages._base(request), "version": pages.VERSION, "error": exc.detail, "title": exc.detail},
+        status_code=exc.status_code,
+    )
+
+
 def build_app(
     services: Services, *, mode: AccessMode, environ: Mapping[str, str], root: str = ""
 ) -> Starlette:
@@ -68,7 +83,7 @@ def build_app(
     inner = Starlette(
         routes=[*api.routes(admin), *pages.routes(admin)],
         middleware=[Middleware(AdminAccess, access=access)],
-        exception_handlers={AdminError: _admin_error},
+        exception_handlers={AdminError: _admin_error, HTTPException: _http_error},
     )
     if not root:
         return inner
