@@ -16,7 +16,6 @@ Layout (container ``EXTRACTS_CONTAINER``, default ``extracts``)::
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -25,6 +24,8 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+
+from shared.storage import threads
 
 JSONL = ContentSettings(content_type="application/x-ndjson")
 JSON = ContentSettings(content_type="application/json")
@@ -89,7 +90,7 @@ class StagedJsonl:
         if not data:
             return None
         block_id = self._block_id()
-        await asyncio.to_thread(self._blob.stage_block, block_id, data)
+        await threads.call(self._blob.stage_block, block_id, data)
         self.blocks.append(block_id)
         self.records += len(records)
         return block_id
@@ -99,21 +100,21 @@ class StagedJsonl:
             return
         data, self._buffer = bytes(self._buffer), bytearray()
         block_id = self._block_id()
-        await asyncio.to_thread(self._blob.stage_block, block_id, data)
+        await threads.call(self._blob.stage_block, block_id, data)
         self.blocks.append(block_id)
         self.records += self._buffered
         self._buffered = 0
 
     async def commit(self) -> None:
         await self.flush()
-        await asyncio.to_thread(
+        await threads.call(
             self._blob.commit_block_list, [BlobBlock(block_id=b) for b in self.blocks], content_settings=JSONL
         )
 
 
 async def put_json(container: ContainerClient, name: str, data: Any) -> None:
     body = json.dumps(data, ensure_ascii=False, indent=2).encode()
-    await asyncio.to_thread(
+    await threads.call(
         container.get_blob_client(name).upload_blob, body, overwrite=True, content_settings=JSON
     )
 
@@ -125,7 +126,7 @@ async def get_json(container: ContainerClient, name: str) -> Any | None:
         except ResourceNotFoundError:
             return None
 
-    raw = await asyncio.to_thread(read)
+    raw = await threads.call(read)
     return None if raw is None else json.loads(raw)
 
 
@@ -135,10 +136,10 @@ async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[byt
     def open_chunks():
         return container.get_blob_client(name).download_blob().chunks()
 
-    chunks = await asyncio.to_thread(open_chunks)
+    chunks = await threads.call(open_chunks)
     rest = b""
     while True:
-        chunk = await asyncio.to_thread(next, chunks, None)
+        chunk = await threads.call(next, chunks, None)
         if chunk is None:
             break
         data = rest + chunk

@@ -17,6 +17,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from shared.retry import transient
+from shared.storage import threads
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class TaskLease:
                 raise
             return lease
 
-        self._lease = await asyncio.to_thread(run)
+        self._lease = await threads.lease_call(run)
         if self._lease is None:
             return False
         self._renewer = asyncio.create_task(self._renew_forever())
@@ -62,7 +63,7 @@ class TaskLease:
                 await asyncio.sleep(self._lease_s / 3)
                 while True:
                     try:
-                        await asyncio.to_thread(self._lease.renew)
+                        await threads.lease_call(self._lease.renew)
                         renewed_at = time.monotonic()
                         break
                     except Exception as exc:
@@ -86,5 +87,5 @@ class TaskLease:
                 await self._renewer
         if self._lease is not None and not self.lost:
             with contextlib.suppress(HttpResponseError):
-                await asyncio.to_thread(self._lease.release)
+                await threads.lease_call(self._lease.release)
         self._lease = None

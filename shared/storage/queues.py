@@ -3,14 +3,14 @@ the run-task activity enqueue them; the queue-triggered function runs one per me
 
 from __future__ import annotations
 
-import asyncio
-
 from azure.storage.queue import QueueClient
 
 from shared.runs import RunRecord, RunRequest, new_run_id, scheduled_run_id
+from shared.storage import threads
 from shared.storage.tables import HistoryStore
 
 __all__ = ["RunQueue", "RunRequest", "new_run_id", "scheduled_run_id"]
+
 
 class RunQueue:
     """``history``: where a request is recorded as ``queued`` before it is sent (every enqueue path)."""
@@ -30,6 +30,6 @@ class RunQueue:
                 planned_at=request.planned_at or request.requested_at,
             )
             await self.history.put_new(queued)  # a request sent again leaves its row as it is
-        await asyncio.to_thread(
+        await threads.call(
             self.queue.send_message, request.model_dump_json(), visibility_timeout=delay_s or None
         )

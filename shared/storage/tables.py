@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.config import Config, ConfigError, ConfigIssue, parse_config
 from shared.runs import Checkpoint, PhaseReport, RunCounts, RunRecord, RunStatus, TaskState, View
+from shared.storage import threads
 
 __all__ = [
     "Checkpoint",
@@ -80,7 +80,7 @@ class ConfigStore:
                     if (entity["PartitionKey"], entity["RowKey"]) not in wanted:
                         self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
-        await asyncio.to_thread(run)
+        await threads.call(run)
 
     async def load(self) -> Config:
         """The stored configuration, validated again (a bad row is reported by its name, nothing used)."""
@@ -98,7 +98,7 @@ class ConfigStore:
                 raise ConfigError(issues)
             return data
 
-        return parse_config(await asyncio.to_thread(run))
+        return parse_config(await threads.call(run))
 
 
 # ------------------------------------------------------------------------------------------ history
@@ -174,7 +174,7 @@ class HistoryStore:
         self.table = table
 
     async def put(self, record: RunRecord) -> None:
-        await asyncio.to_thread(self.table.upsert_entity, record_entity(record), mode=UpdateMode.REPLACE)
+        await threads.call(self.table.upsert_entity, record_entity(record), mode=UpdateMode.REPLACE)
 
     async def put_new(self, record: RunRecord) -> bool:
         """Store ``record`` unless the run already has a row (a request sent twice: the row stays)."""
@@ -186,7 +186,7 @@ class HistoryStore:
                 return False
             return True
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def get(self, task: str, run_id: str) -> RunRecord | None:
         def run() -> RunRecord | None:
@@ -195,7 +195,7 @@ class HistoryStore:
             except ResourceNotFoundError:
                 return None
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def list(self, task: str | None = None, limit: int = 20) -> list[RunRecord]:
         def run() -> list[RunRecord]:
@@ -213,7 +213,7 @@ class HistoryStore:
             )
             return records[:limit]
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
 
 # -------------------------------------------------------------------------------------------- state
@@ -231,7 +231,7 @@ class StateStore:
                 return TaskState()
             return TaskState.model_validate_json(entity.get("state") or "{}")
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def put(self, task: str, state: TaskState) -> None:
         entity = {
@@ -240,4 +240,4 @@ class StateStore:
             "state": state.model_dump_json(),
             "updated_at": now_utc(),
         }
-        await asyncio.to_thread(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+        await threads.call(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
