@@ -47,7 +47,8 @@ from localgraph.tls import TlsMaterial, load_or_write_material
 log = logging.getLogger(__name__)
 
 GRAPH_ROUTER = Router()
-for _module in (delta, reads, intune, writes, subscriptions, batch):  # delta first: `/users/delta` before `/users/{id}`
+# delta first: `/users/delta` before `/users/{id}`
+for _module in (delta, reads, intune, writes, subscriptions, batch):
     GRAPH_ROUTER.include(_module.router)
 
 APP_ROLES = [
@@ -234,6 +235,10 @@ class LocalGraph:
 
     >>> with LocalGraph(TenantShape(users=100)) as graph:
     ...     graph.info.graph_url
+
+    ``loop`` and ``http`` are uvicorn's event-loop and HTTP-parser choices. The default, ``"auto"``, uses
+    ``uvloop`` and ``httptools`` when they are installed (faster) and falls back to ``asyncio`` and ``h11``
+    (uvicorn's own dependency) when they are not, e.g. where uvloop does not build (Windows).
     """
 
     def __init__(
@@ -243,11 +248,15 @@ class LocalGraph:
         *,
         state_dir: Path | None = None,
         port: int = 0,
+        loop: str = "auto",
+        http: str = "auto",
     ) -> None:
         self.shape = shape or TenantShape()
         self.settings = settings or GraphSettings()
         self._state_dir = state_dir
         self._port = port
+        self._loop = loop
+        self._http = http
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self.ctx: ServerContext | None = None
@@ -319,8 +328,8 @@ class LocalGraph:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            loop="uvloop",
-            http="httptools",
+            loop=self._loop,
+            http=self._http,
             timeout_keep_alive=30,
             timeout_graceful_shutdown=2,
         )
@@ -355,9 +364,9 @@ class LocalGraph:
             on_ready(self.info)
             await task
 
-        import uvloop
-
-        uvloop.run(main())
+        # The event loop uvicorn's configuration names (uvloop when installed, else asyncio).
+        with asyncio.Runner(loop_factory=self._server.config.get_loop_factory()) as runner:
+            runner.run(main())
 
     def stop(self) -> None:
         if self._server is not None:
