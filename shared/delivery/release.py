@@ -247,7 +247,7 @@ async def deliver_run(
         report.counts = {
             "upserts": changes.upserts,
             "marks": changes.marks,
-            "streams": {name: s.as_dict() for name, s in changes.streams.items()},  # type: ignore[dict-item]
+            "streams": {name: s.as_dict() for name, s in changes.streams.items()},
         }
         report.file = changes.changes_file
         held = guard_reason(task.delivery.deletion_guard, changes)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from shared.delivery.failures import log_failure
 from shared.runs import RunRecord, RunRequest, new_run_id
 from shared.services import Services
 
@@ -42,4 +43,5 @@ async def record_poisoned(services: Services, body: bytes, dequeue_count: int | 
     reason = f"gave up after {attempts or 'several'} attempts"
     record.error = f"{reason}; last error: {record.error}" if record.error else reason
     await services.history.put(record)
+    log_failure(record.task, record.run_id, "failed", record.error)  # the alerts' TaskRunFailed event
     return record
