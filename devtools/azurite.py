@@ -1,5 +1,10 @@
 """Start and stop Azurite (the Azure Storage emulator, npm package ``azurite``) for tests, the demo and
-the benchmark: in-memory, on free loopback ports, one process per use."""
+the benchmark: in-memory, on free loopback ports, one process per use.
+
+``Azurite(cert_file=..., key_file=..., oauth=True)`` serves HTTPS and accepts OAuth bearer tokens
+(``--oauth basic``: Azurite checks a token's lifetime, issuer and audience, not its signature), which is how
+identity-based connections (``AzureWebJobsStorage__blobServiceUri`` and a token credential) are tested.
+"""
 
 from __future__ import annotations
 
@@ -32,17 +37,29 @@ def azurite_binary() -> str:
 
 
 class Azurite:
-    def __init__(self) -> None:
+    def __init__(
+        self, *, cert_file: str | Path | None = None, key_file: str | Path | None = None, oauth: bool = False
+    ) -> None:
+        if oauth and cert_file is None:
+            raise ValueError("Azurite accepts OAuth only over HTTPS: give cert_file and key_file")
         self.ports = {"blob": _free_port(), "queue": _free_port(), "table": _free_port()}
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.oauth = oauth
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.cert_file else "http"
+
+    def service_uri(self, kind: str) -> str:
+        """``https://127.0.0.1:<port>/devstoreaccount1``: an ``AzureWebJobsStorage__<kind>ServiceUri``."""
+        return f"{self.scheme}://127.0.0.1:{self.ports[kind]}/{ACCOUNT}"
+
+    @property
     def connection_string(self) -> str:
-        endpoints = ";".join(
-            f"{kind.capitalize()}Endpoint=http://127.0.0.1:{port}/{ACCOUNT}"
-            for kind, port in self.ports.items()
-        )
-        return f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};{endpoints};"
+        endpoints = ";".join(f"{kind.capitalize()}Endpoint={self.service_uri(kind)}" for kind in self.ports)
+        return f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={KEY};{endpoints};"
 
     def start(self) -> Azurite:
         command = [
@@ -56,6 +73,10 @@ class Azurite:
             "--queueHost", "127.0.0.1", "--queuePort", str(self.ports["queue"]),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.ports["table"]),
         ]  # fmt: skip
+        if self.cert_file is not None:
+            command += ["--cert", str(self.cert_file), "--key", str(self.key_file)]
+        if self.oauth:
+            command += ["--oauth", "basic"]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         for port in self.ports.values():
