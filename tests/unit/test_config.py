@@ -1030,3 +1030,29 @@ def test_check_command_reports_problems_and_exit_status(
     assert config_module.main(["--check", str(EXAMPLE)]) == 0
     assert config_module.main(["--check", str(bad)]) == 1
     assert "tasks[0].mode: must be 'full' or 'incremental'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- task kinds
+
+
+def test_a_task_without_usage_is_a_scheduled_task_as_files_from_before_task_kinds_are() -> None:
+    config = parse_config(config_data())
+    assert isinstance(config.tasks[0], ScheduledTask) and config.tasks[0].usage == "scheduled"
+    assert config.task("nightly") is config.tasks[0]
+    assert config.scheduled_tasks == [config.tasks[0]]
+    explicit = parse_config(config_data(tasks=[task_data(usage="scheduled")]))
+    assert explicit.tasks[0] == config.tasks[0]
+
+
+def test_an_unknown_usage_names_the_task_kinds() -> None:
+    issue = only_issue(config_data(tasks=[task_data(usage="nightly")]))
+    assert issue.path == "tasks[0].usage"
+    assert issue.message.startswith("must be one of 'scheduled'")
+
+
+def test_a_scheduled_task_keeps_its_own_rules_inside_the_union() -> None:
+    issues = issues_of(config_data(tasks=[task_data(usage="scheduled", schedul="0 * * * * *", groups=None)]))
+    assert {(i.path, i.message.split(";")[0]) for i in issues} >= {
+        ("tasks[0].schedul", "unknown key"),
+        ("tasks[0].groups", "required because mappings_type is 'identity_and_access'"),
+    }
