@@ -567,13 +567,14 @@ def _intune_details(managed_id: str, os_name: str, name: str, enrolled: str) -> 
         "easActivationDateTime": "0001-01-01T00:00:00Z",
         "easDeviceId": f"{rng.getrandbits(64):016X}" if not windows else None,
         "enrollmentProfileName": None,
-        "ethernetMacAddress": None,
+        # Values a list hides (localgraph.intune.SELECT_ON_GET_ONLY): a GET of the device that selects them shows them.
+        "ethernetMacAddress": ":".join(f"{rng.randrange(256):02x}" for _ in range(6)) if windows else None,
         "exchangeAccessState": "none",
         "exchangeAccessStateReason": "none",
         "exchangeLastSuccessfulSyncDateTime": "0001-01-01T00:00:00Z",
         "freeStorageSpaceInBytes": rng.randrange(total // 10, total // 2),
         "totalStorageSpaceInBytes": total,
-        "physicalMemoryInBytes": 0,  # Intune reports 0 unless the property is selected on a single device
+        "physicalMemoryInBytes": rng.choice([8, 16, 32]) * 1024**3,
         "isSupervised": False,
         "managementCertificateExpirationDate": (enrolled_at + timedelta(days=365)).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
@@ -582,8 +583,8 @@ def _intune_details(managed_id: str, os_name: str, name: str, enrolled: str) -> 
         "partnerReportedThreatState": "unknown",
         "imei": f"35{rng.randrange(10**12, 10**13)}" if not windows else "",
         "meid": "",
-        "iccid": None,
-        "udid": None,
+        "iccid": f"89{rng.randrange(10**17, 10**18)}" if not windows else "",
+        "udid": f"{rng.getrandbits(160):040x}" if os_name in ("iOS", "MacMDM") else "",
         "notes": None,
         "phoneNumber": "",
         "subscriberCarrier": "",

@@ -18,6 +18,12 @@
   ``managedDevices/delta`` is a segment Graph cannot resolve (400 "Resource not found for the segment";
   the exact answer is UNCONFIRMED: a parser reading ``delta`` as a key would give Intune's 404 instead).
 - Intune's own errors carry a JSON text as ``message`` (IntuneDocumentation#39, docs-contrib#4603).
+- Some managedDevice properties hold their real value only on a GET of one device that names them in
+  ``$select``; lists (and a GET without them in ``$select``) show a default: "To retrieve actual values GET
+  call needs to be made, with device id and included in select parameter." (the properties' descriptions in
+  the v1.0 CSDL) [docs/graph-behaviour.md section 11].
+- ``$count=true`` gives ``@odata.count`` on the first page without ``ConsistencyLevel`` (observed on beta,
+  msgraph-sdk-powershell#1819; UNCONFIRMED for v1.0). ``$orderby`` is ignored (msgraph-sdk-dotnet#1322).
 
 Intune's own request budget is applied by :class:`localgraph.throttling.Throttle`.
 """
@@ -38,6 +44,19 @@ from localgraph.routing import GraphRequest, GraphResponse, Router
 from shared import odata
 
 router = Router()
+
+# managedDevice properties whose descriptions say a list shows a default and only a GET of the device with
+# the property in $select shows the value, with that default ("Default, is Null", "Default is an empty string",
+# "Default is 0", "Default is null") [v1.0 CSDL descriptions of managedDevice].
+SELECT_ON_GET_ONLY = {
+    "activationLockBypassCode": None,
+    "ethernetMacAddress": None,
+    "iccid": "",
+    "notes": None,
+    "physicalMemoryInBytes": 0,
+    "remoteAssistanceSessionUrl": "",
+    "udid": "",
+}
 
 _DELTA = re.compile(r"^(?:(?:microsoft\.)?graph\.)?delta(?:\(\))?$", re.IGNORECASE)
 
@@ -86,16 +105,24 @@ def _top(ctx: ServerContext, req: GraphRequest) -> int:
     return min(top, ctx.settings.intune_page_size)
 
 
+def _listed(kind: str, props: dict[str, Any]) -> dict[str, Any]:
+    """An entity as a list shows it: managedDevice's get-only properties at their defaults."""
+    return {**props, **SELECT_ON_GET_ONLY} if kind == "managedDevice" else props
+
+
 def _page(ctx, req, items: list[dict[str, Any]], kind: str, entity_set: str) -> GraphResponse:
     """One page of an Intune list: ``items`` in a stable order, ``$top`` and an opaque ``$skiptoken``."""
     select = _select(req, kind)
     top = _top(ctx, req)
-    start = int(ctx.read_page_token(req.path, req.query) or 0)
+    cursor = ctx.read_page_token(req.path, req.query)
+    start = int(cursor or 0)
     page = items[start : start + top]
     body: dict[str, Any] = {"@odata.context": context_url(req.base_url, entity_set, select)}
+    if cursor is None and req.query.get("$count", "").lower() == "true":
+        body["@odata.count"] = len(items)
     if start + top < len(items):
         body["@odata.nextLink"] = next_link(req, ctx.page_token(req.path, req.query, start + top))
-    body["value"] = [project_props(kind, props["id"], props, select) for props in page]
+    body["value"] = [project_props(kind, props["id"], _listed(kind, props), select) for props in page]
     return GraphResponse(200, body, content_type=ODATA_JSON)
 
 
@@ -192,10 +219,14 @@ def _managed_device(ctx: ServerContext, req: GraphRequest, device_id: str):
 def get_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     device = _managed_device(ctx, req, id)
     select = _select(req, "managedDevice")
+    props = {
+        **_listed("managedDevice", device.props),
+        **{n: device.props[n] for n in select or () if n in device.props},
+    }
     body = {
         "@odata.context": context_url(req.base_url, "deviceManagement/managedDevices", select, entity=True)
     }
-    body.update(project_props("managedDevice", device.props["id"], device.props, select))
+    body.update(project_props("managedDevice", device.props["id"], props, select))
     return GraphResponse(200, body, content_type=ODATA_JSON)
 
 

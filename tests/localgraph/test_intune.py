@@ -88,6 +88,38 @@ def test_a_device_by_id_is_the_listed_device(http):
         assert {k: v for k, v in single.items() if not k.startswith("@")} == device
 
 
+def test_some_properties_show_their_value_only_on_a_get_that_selects_them(http, tenant):
+    """ "To retrieve actual values GET call needs to be made, with device id and included in select parameter."
+    (managedDevice's property descriptions in the v1.0 CSDL)."""
+    device = next(d.props for d in tenant.managed_devices.values() if d.props["operatingSystem"] == "Windows")
+    assert device["physicalMemoryInBytes"] > 0 and device["ethernetMacAddress"]
+    listed = next(d for d in follow(http, BASE)[0] if d["id"] == device["id"])
+    plain = http.get(f"{BASE}/{device['id']}").json()
+    for shown in (listed, plain):
+        assert shown["physicalMemoryInBytes"] == 0 and shown["ethernetMacAddress"] is None
+    selected = http.get(
+        f"{BASE}/{device['id']}", params={"$select": "id,physicalMemoryInBytes,ethernetMacAddress"}
+    )
+    assert {k: v for k, v in selected.json().items() if not k.startswith("@")} == {
+        "id": device["id"],
+        "physicalMemoryInBytes": device["physicalMemoryInBytes"],
+        "ethernetMacAddress": device["ethernetMacAddress"],
+    }
+    # A list that selects them still shows the defaults.
+    page = http.get(BASE, params={"$select": "id,physicalMemoryInBytes", "$top": "5"}).json()["value"]
+    assert all(item["physicalMemoryInBytes"] == 0 for item in page)
+
+
+def test_count_comes_on_the_first_page_without_consistency_level(http, tenant):
+    first = http.get(BASE, params={"$count": "true", "$select": "id"}).json()
+    assert first["@odata.count"] == len(tenant.managed_devices)
+    assert "@odata.count" not in http.get(first["@odata.nextLink"]).json()
+    windows = http.get(BASE, params={"$count": "true", "$filter": "operatingSystem eq 'Windows'"}).json()
+    assert windows["@odata.count"] == sum(
+        1 for d in tenant.managed_devices.values() if d.props["operatingSystem"] == "Windows"
+    )
+
+
 def test_unknown_device_is_intunes_404(http):
     response = http.get(f"{BASE}/00000000-0000-4000-8000-000000000000")
     assert_error(response, 404, "ResourceNotFound")
