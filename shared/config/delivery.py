@@ -43,7 +43,8 @@ class DeletionMarking(ConfigModel):
         default=None,
         description=(
             "Optional local attribute code receiving why: deleted (gone for good), soft_deleted (in Entra's "
-            "deleted items, restorable for 30 days) or out_of_scope (still in Entra, no longer selected)."
+            "deleted items, restorable for 30 days), out_of_scope (still in Entra, no longer selected) or "
+            "unknown (the lookup failed)."
         ),
     )
     restored_value: MarkValue | None = Field(

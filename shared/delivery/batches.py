@@ -106,8 +106,9 @@ class ChangeRecord(_Strict):
     attributes: dict[str, Any] = Field(
         description="Local attribute code -> value (null: Graph has no value)."
     )
-    reason: Literal["deleted", "soft_deleted", "out_of_scope"] | None = Field(
-        default=None, description="mark only: why the object left the task's view."
+    reason: Literal["deleted", "soft_deleted", "out_of_scope", "unknown"] | None = Field(
+        default=None,
+        description="mark only: why the object left the task's view (unknown: the lookup failed).",
     )
     restored: bool | None = Field(
         default=None, description="upsert only: the object was delivered as removed before and is back."

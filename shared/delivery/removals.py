@@ -13,14 +13,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 
 from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient
+from shared.graph.errors import GraphError
+
+log = logging.getLogger(__name__)
 
 DELETED = "deleted"
 SOFT_DELETED = "soft_deleted"
 OUT_OF_SCOPE = "out_of_scope"
-REASONS = (DELETED, SOFT_DELETED, OUT_OF_SCOPE)
+UNKNOWN = "unknown"  # the lookup failed (e.g. a permission is missing): the mark still goes out
+REASONS = (DELETED, SOFT_DELETED, OUT_OF_SCOPE, UNKNOWN)
 DELTA_REASONS = {"changed": SOFT_DELETED, "deleted": DELETED}  # @removed.reason -> ours
 
 
@@ -77,14 +82,17 @@ async def reasons_for(
     *,
     concurrency: int = 4,
 ) -> dict[str, str]:
-    """A reason for every id: the run's hints where it has them, lookups for the rest (without a client,
-    the rest are ``deleted``)."""
+    """A reason for every id: the run's hints where it has them, lookups for the rest. Without a client, or
+    when the lookups fail, the rest are ``unknown``: a mark is never held back by its reason."""
     reasons = {i: hints[i] for i in ids if i in hints}
     rest = [i for i in ids if i not in reasons]
     if rest and client is not None:
-        reasons.update(await look_up(client, rest, concurrency=concurrency))
+        try:
+            reasons.update(await look_up(client, rest, concurrency=concurrency))
+        except GraphError as exc:
+            log.warning("removal reasons could not be looked up (%s): marked as unknown", exc)
     for object_id in rest:
-        reasons.setdefault(object_id, DELETED)
+        reasons.setdefault(object_id, UNKNOWN)
     return reasons
 
 
