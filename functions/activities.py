@@ -45,4 +45,6 @@ async def activity_run_status(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("activities_openapi")
 @bp.route(route=OPENAPI_ROUTE, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def activities_openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse(body=openapi_json(), status_code=200, mimetype="application/json")
+    return func.HttpResponse(
+        body=openapi_json(), status_code=200, headers={"Content-Type": "application/json"}
+    )

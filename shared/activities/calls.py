@@ -32,6 +32,9 @@ from shared.graph.errors import BadRequest, Conflict, GraphError, NotFound
 log = logging.getLogger(__name__)
 
 REPLICATION_WINDOW_S = 20.0  # how long a follow-up of a create waits for Graph's replicas at most
+# A 404 is also Graph's answer for an object that does not exist at all: not waited out, unless the caller
+# knows the object was just created (the lookup after a create whose answer was lost).
+NOT_FOUND_WINDOW_S = 0.0
 FIRST_REPLICATION_WAIT_S = 0.25
 CALL_DEADLINE_S = 150.0  # retry waits stop here: an HTTP-triggered function must answer within 230 s
 T = TypeVar("T")
@@ -43,9 +46,8 @@ def user_path(user: str) -> str:
 
 
 def not_replicated_yet(error: GraphError) -> bool:
-    """Graph's answers while a just-created object is not on every replica yet."""
-    if isinstance(error, NotFound):
-        return True
+    """Graph's 400 for links to a just-created object ("The source resource object or one of the objects
+    being referenced don't exist."; its code is not documented)."""
     return (
         isinstance(error, BadRequest)
         and not isinstance(error, Conflict)
@@ -121,16 +123,24 @@ class ActivityCall:
         data: dict[str, Any] = response.json()
         return data
 
-    async def replicated(self, action: Callable[[], Awaitable[T]], *, window_s: float | None = None) -> T:
-        """``action()``, repeated with backoff while Graph answers as if a just-created object did not exist."""
-        window = REPLICATION_WINDOW_S if window_s is None else window_s
-        give_up = time.monotonic() + window
+    async def replicated(
+        self, action: Callable[[], Awaitable[T]], *, not_found_window_s: float = NOT_FOUND_WINDOW_S
+    ) -> T:
+        """``action()``, repeated with backoff while Graph answers as if a just-created object did not exist:
+        its replication 400 for up to ``REPLICATION_WINDOW_S``, a 404 for up to ``not_found_window_s``."""
+        started = time.monotonic()
         wait = FIRST_REPLICATION_WAIT_S
         while True:
             try:
                 return await action()
             except GraphError as error:
-                if not not_replicated_yet(error) or time.monotonic() + wait > give_up:
+                if isinstance(error, NotFound):
+                    window = not_found_window_s
+                elif not_replicated_yet(error):
+                    window = REPLICATION_WINDOW_S
+                else:
+                    raise
+                if time.monotonic() + wait > started + window:
                     raise
                 log.info(
                     "graph does not show a new object yet (%s); again in %.2fs",

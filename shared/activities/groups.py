@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.activities import translation
-from shared.activities.calls import ActivityCall
+from shared.activities.calls import REPLICATION_WINDOW_S, ActivityCall
 from shared.activities.conditions import Comparison, build_filter
 from shared.activities.contract import (
     ActivityResponse,
@@ -102,7 +102,7 @@ async def _look_up_after_unknown_outcome(
         return items[0]
 
     try:
-        return await call.replicated(find)
+        return await call.replicated(find, not_found_window_s=REPLICATION_WINDOW_S)
     except NotFound:
         raise ActivityError(
             503,

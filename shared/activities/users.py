@@ -20,7 +20,7 @@ import binascii
 from typing import Any
 
 from shared.activities import translation
-from shared.activities.calls import ActivityCall, user_path
+from shared.activities.calls import REPLICATION_WINDOW_S, ActivityCall, user_path
 from shared.activities.conditions import build_filter, comparisons_from
 from shared.activities.contract import (
     ActivityResponse,
@@ -157,7 +157,8 @@ async def _look_up_after_unknown_outcome(call: ActivityCall, upn: str, error: Gr
     """The POST may or may not have created the user: look it up by its UPN (never send it again)."""
     try:
         return await call.replicated(
-            lambda: call.get_json(user_path(upn), params={"$select": "id,userPrincipalName,displayName"})
+            lambda: call.get_json(user_path(upn), params={"$select": "id,userPrincipalName,displayName"}),
+            not_found_window_s=REPLICATION_WINDOW_S,
         )
     except NotFound:
         raise ActivityError(
