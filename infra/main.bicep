@@ -89,7 +89,7 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var allTags = union(tags, { 'azd-env-name': environmentName, 'environment-type': environmentType })
 var functionAppName = 'func-${environmentName}-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 12)}'
-var usesKeyVault = credentialKind != 'managed_identity'
+var notificationKeySecretName = 'notification-function-key'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -135,7 +135,7 @@ module storage 'modules/storage.bicep' = {
   }
 }
 
-module keyVault 'modules/keyvault.bicep' = if (usesKeyVault) {
+module keyVault 'modules/keyvault.bicep' = {
   name: 'keyvault'
   scope: rg
   params: {
@@ -145,18 +145,21 @@ module keyVault 'modules/keyvault.bicep' = if (usesKeyVault) {
   }
 }
 
-// The app's identity: storage data (host and connector), telemetry ingestion, Graph secrets. The deployer:
-// storage data to store the configuration and read output, and Key Vault to put the Graph secret in.
+// The app's identity: storage data (host and connector), telemetry ingestion, secrets. The deployer: storage
+// data to store the configuration and read output, and Key Vault to put the Graph secret and the
+// notification key in.
 var appRoles = [
   'Storage Blob Data Owner'
   'Storage Queue Data Contributor'
   'Storage Table Data Contributor'
   'Monitoring Metrics Publisher'
+  'Key Vault Secrets User'
 ]
 var deployerRoles = [
   'Storage Blob Data Contributor'
   'Storage Queue Data Contributor'
   'Storage Table Data Contributor'
+  'Key Vault Secrets Officer'
 ]
 
 module roles 'modules/roles.bicep' = {
@@ -164,10 +167,10 @@ module roles 'modules/roles.bicep' = {
   scope: rg
   params: {
     appPrincipalId: identity.outputs.PRINCIPAL_ID
-    appRoleNames: usesKeyVault ? concat(appRoles, ['Key Vault Secrets User']) : appRoles
+    appRoleNames: appRoles
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
-    deployerRoleNames: usesKeyVault ? concat(deployerRoles, ['Key Vault Secrets Officer']) : deployerRoles
+    deployerRoleNames: deployerRoles
   }
 }
 
@@ -200,6 +203,11 @@ var connectorSettings = {
   AZURE_CLIENT_ID: identity.outputs.CLIENT_ID
   ENVIRONMENT_TYPE: environmentType
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.APPLICATION_INSIGHTS_CONNECTION_STRING
+  SUBSCRIPTIONS_SCHEDULE: '0 */10 * * * *'
+  SUBSCRIPTION_LIFETIME_MINUTES: '4320'
+  // A Key Vault reference the platform resolves with the app's identity; the secret is set after deployment
+  // (README, Deploy): https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
+  NOTIFICATION_FUNCTION_KEY: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.NAME};SecretName=${notificationKeySecretName})'
 }
 
 module functionApp 'modules/functionapp.bicep' = {
@@ -267,8 +275,8 @@ output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.PRINCIPAL_I
 @description('The storage account (identity-based access only).')
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.NAME
 
-@description('Key Vault URI for the Graph secret or certificate; empty with the managed_identity credential kind.')
-output AZURE_KEY_VAULT_URI string = usesKeyVault ? keyVault!.outputs.URI : ''
+@description('Key Vault URI for the Graph secret or certificate and the change-notification function key.')
+output AZURE_KEY_VAULT_URI string = keyVault.outputs.URI
 
 @description('The environment type the alert severities follow.')
 output ENVIRONMENT_TYPE string = environmentType

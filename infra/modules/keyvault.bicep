@@ -1,8 +1,9 @@
-// Key Vault in RBAC mode for a Graph client secret or certificate, where the customer cannot use a
-// managed identity for Graph. The connector reads it at run time with the app's managed identity
-// (Key Vault Secrets User), from a {"key_vault": "<vault URI>secrets/<name>"} reference in its configuration.
+// Key Vault in RBAC mode for a Graph client secret or certificate (where the customer cannot use a managed
+// identity for Graph) and the function key of the change-notification endpoint. The connector reads secrets
+// at run time with the app's managed identity (Key Vault Secrets User), from {"key_vault": "<vault URI>
+// secrets/<name>"} references in its configuration; the platform resolves app settings' Key Vault references.
 // https://learn.microsoft.com/azure/key-vault/general/rbac-guide
-metadata description = 'Key Vault (Azure RBAC authorization) for Graph credentials.'
+metadata description = 'Key Vault (Azure RBAC authorization) for Graph credentials and the notification key.'
 
 @description('Required. Name of the key vault (3-24 letters, digits and hyphens).')
 @minLength(3)
