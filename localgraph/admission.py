@@ -4,6 +4,9 @@ the pipeline records after the handler answered. Handlers make none of these che
 forget one.
 
 - **Application permissions** (:mod:`localgraph.permissions`): 403 ``Authorization_RequestDenied``.
+  Being checked first, a refusal comes before the handler's own 400 or 404 for the same request (e.g. a
+  property app-only callers can't set next to an invalid one, or a group photo write to a missing group);
+  which answer Graph gives first in such mixed cases is UNCONFIRMED.
 - **The replication window** (``settings.replication_delay_ms``; 0 turns it off). Graph's directory is
   eventually consistent: "This request might have replication delays for users that were recently created,
   updated, or deleted" (Learn user-list, group-get), and a newly created object may answer "Not Found" for a
