@@ -1,0 +1,58 @@
+"""The task cache's pure parts: when a daily clear is due, the digest tables, batch cuts and ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.delivery.batches import BatchHeader, DeliveryBatch
+from shared.delivery.cache import daily_clear_due, last_clear_moment
+from shared.delivery.digests import MARKED, DigestBuilder, DigestTable, id_hash, line_digest
+from shared.storage.delivery import DeliveredView, DeliveryState
+
+AT = datetime(2026, 11, 30, 5, 30, tzinfo=UTC)
+
+
+def test_last_clear_moment_is_the_latest_configured_hour_not_after_now():
+    assert last_clear_moment([0], AT) == datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+    assert last_clear_moment([6, 12], AT) == datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # none yet today
+    assert last_clear_moment([5], AT) == datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+    assert last_clear_moment([], AT) is None
+
+
+def test_a_daily_clear_is_due_once_per_configured_hour():
+    delivered = DeliveredView(run_id="r", delivered_at=AT - timedelta(hours=7))  # 22:30 yesterday
+    state = DeliveryState(delivered=delivered)
+    assert daily_clear_due(state, [0], AT)  # midnight passed since the cache was built
+    cleared = state.model_copy(update={"cleared_at": AT - timedelta(minutes=1)})
+    assert not daily_clear_due(cleared, [0], AT)  # already cleared after midnight
+    assert not daily_clear_due(state, [], AT)  # never
+    assert not daily_clear_due(DeliveryState(), [0], AT)  # nothing cached: everything goes anyway
+
+
+def test_digest_tables_find_every_id_and_survive_a_round_trip():
+    builder = DigestBuilder()
+    ids = [f"00000000-0000-0000-0000-{n:012d}" for n in range(1000)]
+    for n, object_id in enumerate(ids):
+        builder.add(id_hash(object_id), MARKED if n % 10 == 0 else line_digest(object_id.encode()))
+    table = DigestTable.from_bytes(builder.table().to_bytes())
+    assert len(table) == 1000 and table.live() == 900
+    assert list(table.hashes) == sorted(table.hashes)
+    for object_id in ids[:50]:
+        assert table.find(id_hash(object_id)) >= 0
+    assert table.find(id_hash("not-there")) == -1
+    assert line_digest(b"") != MARKED  # a digest never collides with the mark
+
+
+def test_batch_ids_depend_on_content_and_base_only():
+    header = BatchHeader(
+        task="people",
+        base="run1|",
+        streams={"users": {"target_template": "a", "target_folder": "b", "key": "id"}},
+    )
+    lines = [b'{"op":"upsert","stream":"users","id":"1","attributes":{"n":1}}\n']
+    one, again = header.build(lines, 1), header.build(lines, 7)
+    assert one.id == again.id and one.body == again.body  # the position is not part of it
+    other_base = BatchHeader(task="people", base="run2|", streams=header.streams).build(lines, 1)
+    assert other_base.id != one.id
+    parsed = DeliveryBatch.model_validate_json(one.body)
+    assert parsed.batch_id == one.id and parsed.records[0].attributes == {"n": 1}
