@@ -82,9 +82,8 @@ class Azurite:
         for port in self.ports.values():
             while True:
                 if self._process.poll() is not None:
-                    raise RuntimeError(
-                        f"Azurite exited: {self._process.stderr.read().decode(errors='replace')}"
-                    )
+                    output = self._process.stderr.read() if self._process.stderr else b""
+                    raise RuntimeError(f"Azurite exited: {output.decode(errors='replace')}")
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                         break

@@ -87,6 +87,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
         text=True,
     )
     try:
+        assert graph.stdout is not None
         line = graph.stdout.readline()
         if not line:
             raise RuntimeError("the local Graph did not start")
@@ -153,7 +154,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
                     phase["read_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                     return await deliver(*args, **kwargs)
 
-                runner_module.after_commit = timed_delivery  # type: ignore[attr-defined]
+                runner_module.after_commit = timed_delivery
             results = {}
             for label in ("full", "incremental"):
                 phase.clear()

@@ -53,9 +53,10 @@ def build_credential(
         "disable_instance_discovery": connector.disable_instance_discovery,
         **options,
     }
+    app_id = connector.client_id or ""  # required for app credentials (the configuration checks it)
     if isinstance(credential, ClientSecretCredentialConfig):
         secret = resolve_secret(credential.secret, environ=environ, key_vault=key_vault)
-        return ClientSecretCredential(connector.tenant_id, connector.client_id, secret, **common)
+        return ClientSecretCredential(connector.tenant_id, app_id, secret, **common)
     if isinstance(credential, CertificateCredentialConfig):
         material = resolve_secret(credential.certificate, environ=environ, key_vault=key_vault)
         password = (
@@ -65,7 +66,7 @@ def build_credential(
         )
         return CertificateCredential(
             connector.tenant_id,
-            connector.client_id,
+            app_id,
             certificate_data=certificate_bytes(material),
             password=password,
             send_certificate_chain=credential.send_certificate_chain,

@@ -70,8 +70,8 @@ def reference_issues(data: Mapping[str, Any]) -> list[ConfigIssue]:
     connectors = data.get("connectors")
     connector_names: list[str] | None = None
     if isinstance(connectors, list):
-        connector_names = [item.get("name") for item in connectors if isinstance(item, Mapping)]
-        connector_names = [name for name in connector_names if isinstance(name, str)]
+        names = [item.get("name") for item in connectors if isinstance(item, Mapping)]
+        connector_names = [name for name in names if isinstance(name, str)]
         issues += _duplicate_name_issues("connectors", connectors, "connector")
     tasks = data.get("tasks")
     if not isinstance(tasks, list):

@@ -60,7 +60,9 @@ def _lowercase(value: str) -> str:
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 EntityId = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 """A connector's or task's stable id: given once when it is first stored (a GUID), never changed by a rename."""
-ID_DESCRIPTION = "Stable id, given when first stored and never changed (a rename keeps it); omit in new definitions."
+ID_DESCRIPTION = (
+    "Stable id, given when first stored and never changed (a rename keeps it); omit in new definitions."
+)
 Guid = Annotated[str, StringConstraints(pattern=GUID_PATTERN), AfterValidator(_lowercase)]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN), AfterValidator(_lowercase)]
 HttpsRoot = Annotated[

@@ -40,7 +40,9 @@ def split_query(query: str) -> list[tuple[str, str]]:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts, current, quote = [], [], None
+    parts: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
     for char in text:
         if quote is None and char == separator:
             parts.append("".join(current))

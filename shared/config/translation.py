@@ -130,7 +130,7 @@ def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
         elif kind == "extra_forbidden":
             message = _unknown_key_message(parts[-1] if parts else "", owner)
         elif kind == "string_pattern_mismatch":
-            message = PATTERN_MESSAGES.get(ctx.get("pattern"), f"must match {ctx.get('pattern')}")
+            message = PATTERN_MESSAGES.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern')}")
         elif kind == "literal_error":
             message = f"must be {ctx.get('expected')}"
         elif kind == "too_short" and ctx.get("min_length") == 1:

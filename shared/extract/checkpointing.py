@@ -46,7 +46,9 @@ class Checkpoints:
 
     def check_lease(self) -> None:
         if self.lease is not None and self.lease.lost:
-            raise LeaseLost("the task lease was lost during the run: not writing state (another run may own it)")
+            raise LeaseLost(
+                "the task lease was lost during the run: not writing state (another run may own it)"
+            )
 
     def resume(self, state: TaskState) -> Checkpoint | None:
         """The stored checkpoint if it is this run's, made for this configuration."""

@@ -101,5 +101,7 @@ async def commit(
     log.info(
         "committed %s: %s",
         record.mode,
-        ", ".join(f"{o.stream.name} {o.counts.written} records ({o.counts.changed} changed)" for o in outputs),
+        ", ".join(
+            f"{o.stream.name} {o.counts.written} records ({o.counts.changed} changed)" for o in outputs
+        ),
     )

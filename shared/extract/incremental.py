@@ -21,7 +21,7 @@ from azure.storage.blob import ContainerClient
 
 from shared.extract.fanout import FanOut
 from shared.extract.mapping import Mapper
-from shared.extract.relations import Relation
+from shared.extract.relations import Relation, Values
 from shared.extract.scoping import Scope, Scoping
 from shared.extract.streams import Stream
 from shared.extract.view import line_id, parse
@@ -171,15 +171,19 @@ class ViewMerge:
         to_fetch = sorted(oid for oid in unknown - in_view - own.removed if self.scope.keeps_id(oid))
         if to_fetch:
             select = ",".join(self.stream.delta_select())
-            fetched = await self.fanout.objects(to_fetch, f"/{self.stream.collection}/{{id}}?$select={select}")
+            fetched = await self.fanout.objects(
+                to_fetch, f"/{self.stream.collection}/{{id}}?$select={select}"
+            )
             joining.extend(obj for obj in fetched.values() if obj is not None and self.scope.keeps(obj))
         ids = [obj["id"] for obj in joining]
-        values = {name: await relation.join_values(ids) for name, relation in self.relations.items()} if ids else {}
+        values: dict[str, Values] = {}
+        if ids:
+            values = {name: await relation.join_values(ids) for name, relation in self.relations.items()}
         for obj in joining:
-            related = {name: found.get(obj["id"]) for name, found in values.items()}
-            if any(value is None for value in related.values()):
+            joined = {name: found.get(obj["id"]) for name, found in values.items()}
+            if any(value is None for value in joined.values()):
                 continue  # vanished meanwhile
             counts.changed += 1
-            await writer.write(self.mapper.record(obj, related))
+            await writer.write(self.mapper.record(obj, joined))
         await writer.flush()
         counts.written = writer.records

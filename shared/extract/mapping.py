@@ -22,10 +22,9 @@ MEMBER_OF = "memberOf"
 
 
 def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
-    parts = [int(p) if p.isdigit() else p for p in path.split(".")]
-    if len(parts) == 1:
-        name = parts[0]
-        return lambda obj: obj.get(name)
+    if "." not in path:
+        return lambda obj: obj.get(path)
+    parts: list[int | str] = [int(p) if p.isdigit() else p for p in path.split(".")]
 
     def get(obj: dict[str, Any]) -> Any:
         value: Any = obj

@@ -49,7 +49,9 @@ def plan_run(
 ) -> Plan:
     plan = _decide(task, request, state, checkpoint, streams, rounds)
     log.info(
-        "plan: %s read%s", plan.mode, f" ({plan.reason})" if plan.reason else f", delta rounds {', '.join(rounds)}"
+        "plan: %s read%s",
+        plan.mode,
+        f" ({plan.reason})" if plan.reason else f", delta rounds {', '.join(rounds)}",
     )
     return plan
 

@@ -104,7 +104,9 @@ class Relation(Protocol):
 RelationFactory = Callable[["StreamSpec", RelationContext], Relation]
 
 
-def _patched(current: Iterable[str], gained: set[str] | None, lost: set[str] | None, gone: set[str]) -> list[str]:
+def _patched(
+    current: Iterable[str], gained: set[str] | None, lost: set[str] | None, gone: set[str]
+) -> list[str]:
     result = set(current)
     if lost:
         result -= lost

@@ -90,7 +90,9 @@ class ByGroupMembership:
 
 
 def by_group_membership(selection: ObjectSelection) -> Scoping | None:
-    if isinstance(selection, UserSelection) and (selection.include_members_of or selection.exclude_members_of):
+    if isinstance(selection, UserSelection) and (
+        selection.include_members_of or selection.exclude_members_of
+    ):
         return ByGroupMembership(list(selection.include_members_of), list(selection.exclude_members_of))
     return None
 

@@ -80,9 +80,7 @@ class Stream:
         select = self.select()
         size = self.spec.page_size
         small = self.spec.small_pages
-        if small is not None and any(
-            p in select or p in query.get("$filter", "") for p in small.properties
-        ):
+        if small is not None and any(p in select or p in query.get("$filter", "") for p in small.properties):
             size = small.size
         params = {"$top": str(size)}
         params.update(query)
@@ -152,8 +150,12 @@ MEMBERSHIPS = GROUPS
 
 def membership_probe() -> Stream:
     """The groups stream a task reads only for memberships (users with memberOf or scoped by groups)."""
-    selection = GroupSelection(
-        mappings=[{"external": "members", "local": "members"}], target_template="", target_folder=""
+    selection = GroupSelection.model_validate(
+        {
+            "mappings": [{"external": "members", "local": "members"}],
+            "target_template": "",
+            "target_folder": "",
+        }
     )
     return Stream(MEMBERSHIPS, selection)
 

@@ -54,8 +54,9 @@ class TokenProvider:
         return now < token.expires_on - margin
 
     async def token(self) -> str:
-        if self._fresh(self._token):
-            return self._token.token
+        current = self._token
+        if current is not None and self._fresh(current):
+            return current.token
         async with self._lock:
             if not self._fresh(self._token):
                 try:
@@ -63,7 +64,8 @@ class TokenProvider:
                         self._credential = await asyncio.to_thread(self._renew)
                     self._stale_credential = False
                     acquired_at = time.time()
-                    self._token = await asyncio.to_thread(self._credential.get_token, self._scope)
+                    current = await asyncio.to_thread(self._credential.get_token, self._scope)
+                    self._token = current
                     self._acquired_at = acquired_at
                     self.acquisitions += 1
                 except ClientAuthenticationError as exc:
@@ -71,6 +73,7 @@ class TokenProvider:
                         f"the identity platform refused the credential: {first_line(exc.message)}",
                         code="CredentialRejected",
                     ) from None
+            assert self._token is not None
             return self._token.token
 
     def invalidate(self, token: str) -> None:

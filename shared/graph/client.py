@@ -117,7 +117,8 @@ class BatchResult:
 
     def error(self, step: BatchStep | None = None) -> GraphError:
         body = self.body if isinstance(self.body, dict) else {}
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        found = body.get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
         return translate(
             self.status,
             error,
@@ -331,13 +332,13 @@ class GraphClient:
                 self.call.stats.throttled += 1
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             decision = self.policy.decide_status(rule_method, status, attempt, retry_after)
-            error = from_response(response, decision.action)
+            refused = from_response(response, decision.action)
             if decision.wait_s is None:
-                raise error
+                raise refused
             log.info(
                 "graph %s %s answered %s, retrying in %.1fs", method, redact_url(url), status, decision.wait_s
             )
-            await self._wait(decision.wait_s, error)
+            await self._wait(decision.wait_s, refused)
 
     async def get_json(
         self,

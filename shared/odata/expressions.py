@@ -151,7 +151,7 @@ def _tokenize(text: str) -> list[_Token]:
                     f"Invalid filter clause: Unterminated string literal at position {position} in '{text}'."
                 )
             raise _syntax_error(text, position)
-        kind = match.lastgroup
+        kind = match.lastgroup or ""
         if kind == "punct":
             kind = match.group()
         if kind != "space":
@@ -503,7 +503,8 @@ def _compile_lambda(node: Lambda) -> _Predicate:
     get = _getter(node.collection)
     if node.body is None:
         return lambda obj, env: isinstance(items := get(obj, env), list) and len(items) > 0
-    body, variable, is_any = _compile(node.body), node.variable, node.op == "any"
+    body, is_any = _compile(node.body), node.op == "any"
+    variable = node.variable or ""
 
     def predicate(obj: Mapping[str, Any], env: dict[str, Any]) -> bool:
         items = get(obj, env)
@@ -560,7 +561,7 @@ class _FeatureCollector:
         else:
             collection = self.use(node.collection, {node.op}, variables, negated)
             if node.body is not None:
-                self.visit(node.body, {**variables, node.variable: collection}, negated)
+                self.visit(node.body, {**variables, node.variable or "": collection}, negated)
 
     def use(self, path: Path, ops: set[str], variables: dict, negated: bool) -> tuple[str, ...]:
         full = (*variables[path.variable], *path.segments) if path.variable else path.segments

@@ -22,7 +22,7 @@ class Base64QueueService(QueueServiceClient):
     (host.json ``messageEncoding``). The SDK does not hand a service client's message policies down to
     the queue clients it makes, so they are given here."""
 
-    def get_queue_client(self, queue, **kwargs):  # type: ignore[override]
+    def get_queue_client(self, queue, **kwargs):
         kwargs.setdefault("message_encode_policy", TextBase64EncodePolicy())
         kwargs.setdefault("message_decode_policy", TextBase64DecodePolicy())
         return super().get_queue_client(queue, **kwargs)
@@ -40,11 +40,16 @@ class StorageClients:
     @cached_property
     def blobs(self) -> BlobServiceClient:
         # Reads stream in 4 MiB ranges (the SDK's default first read is 32 MiB, held in memory at once).
-        options = {"max_single_get_size": 4 * 1024 * 1024, "max_chunk_get_size": 4 * 1024 * 1024}
+        chunk = 4 * 1024 * 1024
         if self.settings.storage_connection:
-            return BlobServiceClient.from_connection_string(self.settings.storage_connection, **options)
+            return BlobServiceClient.from_connection_string(
+                self.settings.storage_connection, max_single_get_size=chunk, max_chunk_get_size=chunk
+            )
         return BlobServiceClient(
-            self._require(self.settings.blob_service_uri, "blob"), credential=self._credential(), **options
+            self._require(self.settings.blob_service_uri, "blob"),
+            credential=self._credential(),
+            max_single_get_size=chunk,
+            max_chunk_get_size=chunk,
         )
 
     @cached_property

@@ -42,7 +42,7 @@ class TaskLease:
             except HttpResponseError as exc:
                 # https://learn.microsoft.com/rest/api/storageservices/lease-blob: another holder's lease
                 # answers the documented error code LeaseAlreadyPresent.
-                if exc.error_code == "LeaseAlreadyPresent":
+                if getattr(exc, "error_code", None) == "LeaseAlreadyPresent":
                     return None
                 raise
             return lease
@@ -58,12 +58,14 @@ class TaskLease:
 
         Any exit (the lease taken by someone else, or unrenewable until it expired) marks it lost."""
         renewed_at = time.monotonic()
+        lease = self._lease
+        assert lease is not None
         try:
             while True:
                 await asyncio.sleep(self._lease_s / 3)
                 while True:
                     try:
-                        await threads.lease_call(self._lease.renew)
+                        await threads.lease_call(lease.renew)
                         renewed_at = time.monotonic()
                         break
                     except Exception as exc:
