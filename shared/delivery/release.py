@@ -34,6 +34,7 @@ from shared.delivery.housekeeping import prune_runs
 from shared.delivery.load import Receiver
 from shared.delivery.removals import reasons_for
 from shared.graph.client import GraphClient
+from shared.retry import RetryPolicy
 from shared.runs import PhaseReport, RunRecord
 from shared.services import Services
 from shared.storage import blobs
@@ -139,13 +140,13 @@ async def _forget_acks(container: ContainerClient, name: str) -> None:
 
 def _receiver(services: Services, task: ScheduledTask, connector: Connector, deadline: float) -> Receiver:
     assert task.delivery.endpoint is not None
-    from shared.retry import RetryPolicy
-
+    # Key Vault references in the endpoint (an API key) or the connector (a token with its credential)
+    definitions = task.delivery.endpoint.model_dump_json() + connector.model_dump_json()
     return Receiver.for_task(
         task.delivery.endpoint,
         connector,
         environ=services.environ,
-        key_vault=services.key_vault if "key_vault" in task.delivery.endpoint.model_dump_json() else None,
+        key_vault=services.key_vault if "key_vault" in definitions else None,
         verify=services.graph_verify(),
         policy=RetryPolicy(backoff_base_s=services.settings.graph_backoff_s),
         deadline=deadline,
