@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench lint schema infra-check
+.PHONY: setup demo test bench lint schema openapi infra-check
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,6 @@ infra-check: setup
 
 schema: setup
 	$(PY) -m shared.config --write-schema
+
+openapi: setup
+	$(PY) -m shared.activities.openapi --write

@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from functions import admin, monitoring, notifications, scheduling
+from functions import activities, admin, monitoring, notifications, scheduling
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scheduling.bp)
 app.register_functions(monitoring.bp)
 app.register_functions(admin.bp)
 app.register_functions(notifications.bp)
+app.register_functions(activities.bp)

@@ -34,17 +34,18 @@ def bindings(function) -> list[dict]:
     return [json.loads(raw) for raw in function.get_raw_bindings()]
 
 
+def expected_functions() -> list[str]:
+    from shared.activities.catalog import ACTIVITIES
+
+    activities = [a.function_name for a in ACTIVITIES] + ["activities_openapi", "activity_run_status"]
+    others = ["check_credential_expiry", "graph_notifications", "management_api", "management_page"]
+    return sorted(
+        [*activities, *others, "record_poisoned_run", "run_task", "scheduler_tick", "subscription_upkeep"]
+    )
+
+
 def test_the_app_has_exactly_the_expected_functions(indexed):
-    assert sorted(indexed) == [
-        "check_credential_expiry",
-        "graph_notifications",
-        "management_api",
-        "management_page",
-        "record_poisoned_run",
-        "run_task",
-        "scheduler_tick",
-        "subscription_upkeep",
-    ]
+    assert sorted(indexed) == expected_functions()
 
 
 def test_each_function_has_one_trigger_and_no_other_binding(indexed):
@@ -133,15 +134,4 @@ def test_the_app_indexes_in_a_fresh_process_without_settings_or_storage():
         [sys.executable, "-c", script], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(
-        [
-            "check_credential_expiry",
-            "graph_notifications",
-            "management_api",
-            "management_page",
-            "record_poisoned_run",
-            "run_task",
-            "scheduler_tick",
-            "subscription_upkeep",
-        ]
-    )
+    assert result.stdout.strip() == str(expected_functions())
