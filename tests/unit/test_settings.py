@@ -125,5 +125,10 @@ def test_the_process_settings_come_from_the_environment_once(monkeypatch):
         monkeypatch.setenv("GRAPH_CONCURRENCY", "6")
         assert settings().graph_concurrency == 5  # read once per process
         assert Settings().graph_concurrency == 6  # the BaseSettings source reads the environment too
+        monkeypatch.setenv("GRAPH_CONCURRENCY", "0")
+        with pytest.raises(
+            SettingsError, match="GRAPH_CONCURRENCY: Input should be greater than or equal to 1"
+        ):
+            Settings()
     finally:
         settings.cache_clear()
