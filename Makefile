@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench lint schema openapi infra-check
+.PHONY: setup demo test bench lint schema openapi infra-check ui
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ setup: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 
 demo: setup
 	$(PY) -m devtools.demo
+
+# The management page on http://127.0.0.1:8000/api/manage/ (development mode) against Azurite and the demo tenant.
+ui: setup
+	$(PY) -m devtools.ui
 
 test: setup
 	$(PY) -m pytest -q

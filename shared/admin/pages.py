@@ -25,8 +25,22 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 STATUSES = ("ok", "failed", "running", "waiting", "held", "stopped", "never run", "not scheduled")
 KINDS = ("scheduled", "event", "authentication")
-# Fields of a task edited as single inputs; the other top-level fields are edited as JSON blocks.
-SIMPLE_FIELDS = ("name", "connector", "description", "schedule", "mode", "mappings_type", "protocol", "realm")
+# Fields of a task edited as single inputs, per kind; the other top-level fields are edited as JSON blocks.
+SIMPLE_FIELDS = {
+    "scheduled": ("name", "connector", "description", "schedule", "mode", "mappings_type"),
+    "event": ("name", "connector", "description", "mappings_type"),
+    "authentication": ("name", "connector", "description", "protocol", "realm"),
+}
+
+
+CHOICES = {
+    "scheduled": {
+        "mode": ("full", "incremental"),
+        "mappings_type": ("identity_and_access", "identity", "access"),
+    },
+    "event": {"mappings_type": ("identity_and_access", "identity", "access", "generic")},
+    "authentication": {"protocol": ("saml2", "openid_connect")},
+}
 
 
 def _base(request: Request) -> str:
@@ -48,13 +62,14 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> R
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
-def _form_fields(definition: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def _form_fields(definition: dict[str, Any], usage: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A definition split into simple inputs and JSON blocks (indented) for the edit form."""
-    simple = {k: definition.get(k) for k in SIMPLE_FIELDS if k in definition}
+    simple_fields = SIMPLE_FIELDS.get(usage, ())
+    simple = {k: definition.get(k) for k in simple_fields}
     blocks = {
         k: json.dumps(v, indent=2)
         for k, v in definition.items()
-        if k not in SIMPLE_FIELDS and k not in ("id", "usage", "enabled")
+        if k not in simple_fields and k not in ("id", "usage", "enabled")
     }
     return simple, blocks
 
@@ -174,7 +189,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
         error: str | None = None,
         check: dict[str, Any] | None = None,
     ) -> Response:
-        simple, blocks = _form_fields(data if data is not None else definition.data)
+        simple, blocks = _form_fields(data if data is not None else definition.data, definition.usage)
         runs = await admin.history(definition.id, limit=20) if definition.usage == "scheduled" else []
         calls = await admin._usage(definition.name) if definition.usage == "event" else []
         sign_in = None
@@ -193,6 +208,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
             enabled=(data or definition.data).get("enabled", True),
             etag=etag or definition.etag,
             issues=issues or {},
+            choices=CHOICES.get(definition.usage, {}),
             runs=runs,
             calls=calls,
             sign_in=sign_in,

@@ -141,7 +141,7 @@ async def _secret_values(admin: AdminService, connector: Definition) -> dict[str
 class Change:
     kind: Kind
     name: str
-    action: str  # create | update | merge
+    action: str  # create | update | unchanged | merge
     id: str
     detail: str = ""
 
@@ -320,7 +320,8 @@ async def import_file(
             )
         if target is not None:
             data["id"] = target.id
-            plan.changes.append(Change("task", str(data.get("name")), "update", target.id))
+            action = "unchanged" if data == target.data else "update"
+            plan.changes.append(Change("task", str(data.get("name")), action, target.id))
         else:
             data["id"] = data.get("id") if isinstance(data.get("id"), str) else new_id()
             plan.changes.append(Change("task", str(data.get("name")), "create", data["id"]))
@@ -357,7 +358,7 @@ async def _apply(
     done: list[tuple[Definition | None, Definition]] = []  # (before, after) for undoing
     try:
         for change in sorted(plan.changes, key=lambda c: c.kind != "connector"):
-            if change.action == "merge":
+            if change.action in ("merge", "unchanged"):
                 continue
             data = result[(change.kind, change.id)]
             before = current.get((change.kind, change.id))
