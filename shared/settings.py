@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
@@ -19,12 +20,14 @@ from typing import Any, Literal
 
 import croniter
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 STORAGE_SETTING = "AzureWebJobsStorage"  # connection string, or identity-based: AzureWebJobsStorage__*
 _STORAGE = f"{STORAGE_SETTING}__"
 
 EnvironmentType = Literal["test", "prod", "demo", "dev"]
+
+_given_only: ContextVar[bool] = ContextVar("settings_given_only", default=False)
 
 
 class SetIn(StrEnum):
@@ -104,6 +107,19 @@ class Settings(BaseSettings):
     notification_host: str | None = _setting("NOTIFICATION_HOST", None, (SetIn.LOCAL,))
     notification_key: str | None = _setting("NOTIFICATION_FUNCTION_KEY", None)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Settings() reads the process environment (no .env or secrets files); from_environ() reads only
+        # the mapping it is given (pydantic validates a BaseSettings through its __init__ and sources).
+        return (init_settings,) if _given_only.get() else (init_settings, env_settings)
+
     @model_validator(mode="before")
     @classmethod
     def _service_uris_from_account(cls, data: Any) -> Any:
@@ -152,10 +168,13 @@ class Settings(BaseSettings):
         unset. Raises :class:`SettingsError` naming every invalid setting."""
         source = os.environ if environ is None else environ
         values = {name: value.strip() for name, value in source.items() if value and value.strip()}
+        token = _given_only.set(True)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             raise SettingsError(_problems(exc)) from None
+        finally:
+            _given_only.reset(token)
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:

@@ -44,6 +44,13 @@ def test_values_are_read_by_their_app_setting_names_and_empty_means_unset():
     assert s.extracts_container == "extracts"
 
 
+def test_from_environ_reads_only_the_mapping_it_is_given(monkeypatch):
+    monkeypatch.setenv("LEASE_SECONDS", "30")
+    monkeypatch.setenv("GRAPH_CONCURRENCY", "not a number")
+    assert Settings.from_environ({}).lease_s == 60
+    assert Settings.from_environ({"LEASE_SECONDS": "20"}).lease_s == 20
+
+
 def test_identity_based_storage_from_the_account_name_as_the_functions_host_reads_it():
     s = Settings.from_environ(
         {"AzureWebJobsStorage__accountName": "stconn01", "AzureWebJobsStorage__clientId": "abc"}
@@ -126,9 +133,10 @@ def test_the_process_settings_come_from_the_environment_once(monkeypatch):
         assert settings().graph_concurrency == 5  # read once per process
         assert Settings().graph_concurrency == 6  # the BaseSettings source reads the environment too
         monkeypatch.setenv("GRAPH_CONCURRENCY", "0")
+        settings.cache_clear()
         with pytest.raises(
             SettingsError, match="GRAPH_CONCURRENCY: Input should be greater than or equal to 1"
         ):
-            Settings()
+            settings()
     finally:
         settings.cache_clear()
