@@ -33,7 +33,7 @@ def task_fingerprint(streams: Iterable[Stream]) -> str:
 
 def delta_rounds(streams: list[Stream], *, needs_memberships: bool) -> list[str]:
     """The delta rounds a run follows: each stream's own, and the groups' when memberships feed others."""
-    names = {stream.name for stream in streams}
+    names = {stream.name for stream in streams if stream.spec.delta}
     if needs_memberships:
         names.add(MEMBERSHIPS.name)
     return sorted(names)

@@ -93,3 +93,33 @@ async def test_a_stream_defined_by_its_specification_alone_runs_full_and_increme
     assert second.counts["devices"].removed == 1
     requests = control.requests()["by_path"]
     assert "GET /devices" not in requests and requests["GET /devices/delta"] >= 1  # only the delta rounds
+
+
+CONTACTS = StreamSpec(name="contacts", collection="contacts", delta=False)
+
+
+def contacts_only(task: ScheduledTask) -> list[Stream]:
+    selection = ObjectSelection(
+        mappings=[{"external": "displayName", "local": "name"}, {"external": "mail", "local": "mail"}],
+        target_template="contact",
+        target_folder="contacts",
+    )
+    return [Stream(CONTACTS, selection)]
+
+
+async def test_a_stream_without_delta_in_an_incremental_task_reads_everything_each_run(
+    graph, control, services
+):
+    config = task_config(graph.info, mode="incremental")
+    records = []
+    for _ in range(2):
+        outcome = await run_task(services, RunRequest(task="people"), config=config, streams=contacts_only)
+        assert outcome.record.status == "succeeded", outcome.record.error
+        records.append(outcome.record)
+    assert [r.mode for r in records] == ["full", "full"]
+    assert records[1].resync_reason == "Graph offers no delta for contacts"
+    expected = {
+        c["id"]: {"name": c.get("displayName"), "mail": c.get("mail")} for c in control.objects("contacts")
+    }
+    assert expected and await read_records(services, records[1].files["contacts"]) == expected
+    assert (await services.state.get("people")).delta_links == {}
