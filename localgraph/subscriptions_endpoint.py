@@ -38,7 +38,7 @@ class EndpointServer:
             self._app,
             ssl_certfile=str(self._tls.server_cert_file),
             ssl_keyfile=str(self._tls.server_key_file),
-            log_level="warning",
+            log_level="critical",  # a stop with idle keep-alive connections is not an error here
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,

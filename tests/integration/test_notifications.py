@@ -31,9 +31,9 @@ import functions.notifications
 import functions.scheduling
 from localgraph.subscriptions_client import SubscriptionControl
 from localgraph.subscriptions_endpoint import EndpointServer
-from shared.config import parse_config
+from shared.config import ConfigError, parse_config
 from shared.notifications import debounce
-from shared.notifications.address import ROUTE
+from shared.notifications.address import ROUTE, NoPublicHost, notification_url
 from shared.notifications.store import SubscriptionStore
 from shared.notifications.upkeep import upkeep
 from shared.scheduling import tick
@@ -383,3 +383,33 @@ async def test_concurrent_instances_queue_one_run_per_slot(services):
     )
     visible = services.queue.queue.peek_messages(max_messages=32)
     assert [RunRequest.model_validate_json(m.content).run_id for m in visible] == [first.run_id]
+
+
+# ------------------------------------------------------------------------------ pure parts, no services
+
+
+def test_the_notification_url_comes_from_the_host_name_and_the_function_key():
+    local = Settings.from_environ(
+        {"NOTIFICATION_HOST": "abc.devtunnels.ms", "NOTIFICATION_FUNCTION_KEY": "k/y=="}
+    )
+    assert notification_url(local, {}) == "https://abc.devtunnels.ms/api/notifications/graph?code=k%2Fy%3D%3D"
+    azure = Settings.from_environ({"NOTIFICATION_FUNCTION_KEY": "key"})
+    assert (
+        notification_url(azure, {"WEBSITE_HOSTNAME": "func-x.azurewebsites.net"})
+        == "https://func-x.azurewebsites.net/api/notifications/graph?code=key"
+    )
+    with pytest.raises(NoPublicHost, match="NOTIFICATION_HOST"):
+        notification_url(Settings.from_environ({}), {})
+    with pytest.raises(NoPublicHost, match="https"):
+        notification_url(Settings.from_environ({"NOTIFICATION_HOST": "http://example.com"}), {})
+
+
+def test_change_notifications_config_is_validated(graph):
+    with pytest.raises(ConfigError) as caught:
+        config(graph.info, interval=1, extra_field=None)
+    paths = [issue.path for issue in caught.value.errors]
+    assert (
+        "tasks[0].change_notifications.min_interval_seconds" in paths and "tasks[0].extra_field" in paths
+    ), paths
+    parsed = config(graph.info).tasks[0]
+    assert parsed.change_notifications.enabled and parsed.change_notifications.min_interval_seconds == 5
