@@ -25,6 +25,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from shared import telemetry
 from shared.config import Connector, ScheduledTask
 from shared.config.delivery import DeletionGuard
 from shared.delivery import cache, failures
@@ -273,10 +274,15 @@ async def deliver_run(
             log.warning("deletion guard: run held: %s", held)
             await notify_failure(services, task, connector, record, "held", held)
             return DeliveryOutcome("held", held)
-        await load_changes(
-            services, task, connector, record.run_id, changes.changes_file, _base(state), streams, report,
-            deadline,
-        )  # fmt: skip
+        try:
+            await load_changes(
+                services, task, connector, record.run_id, changes.changes_file, _base(state), streams, report,
+                deadline,
+            )  # fmt: skip
+        except Exception:
+            _record_delivery(task, connector, record.run_id, report, "failed")
+            raise
+        _record_delivery(task, connector, record.run_id, report, "succeeded")
         _check(lease)
         await _advance(services, task.name, state, changes.view, _base(state), started)
         report.status = "succeeded"
@@ -294,6 +300,24 @@ async def deliver_run(
     finally:
         report.completed_at = datetime.now(UTC)
         await _housekeeping(services, task, record.run_id)
+
+
+def _record_delivery(
+    task: ScheduledTask, connector: Connector, run_id: str, report: PhaseReport, outcome: str
+) -> None:
+    """The ``delivery.finished`` telemetry event and the deliveries metric (shared/telemetry.py), for a task
+    with an endpoint (the alert rules watch failed deliveries)."""
+    if task.delivery.endpoint is None:
+        return
+    started = report.started_at or datetime.now(UTC)
+    telemetry.record_delivery(
+        task.name,
+        outcome,
+        records=int(report.counts.get("records_sent", 0)),
+        duration_s=(datetime.now(UTC) - started).total_seconds(),
+        run_id=run_id,
+        connector=connector.name,
+    )
 
 
 def _check(lease: TaskLease | None) -> None:
@@ -404,7 +428,9 @@ async def approve(services: Services, task: ScheduledTask, connector: Connector,
                 services, task, connector, run_id, held.changes, base, streams_of(task, held.view.files),
                 report, deadline,
             )  # fmt: skip
+            _record_delivery(task, connector, run_id, report, "succeeded")
         except Exception as exc:
+            _record_delivery(task, connector, run_id, report, "failed")
             report.status, report.completed_at = "failed", datetime.now(UTC)
             report.info = f"approved, but the load failed: {type(exc).__name__}: {exc}"
             await services.history.put(record)

@@ -238,7 +238,10 @@ async def test_cache_clear_delivers_everything_once_and_keeps_delta_links(graph,
     assert (await run(services, config)).load.counts["upserts"] == 0
 
 
-async def test_failed_loads_lose_nothing_and_never_apply_a_batch_twice(graph, control, services, receiver):
+async def test_failed_loads_lose_nothing_and_never_apply_a_batch_twice(
+    graph, control, services, receiver, caplog
+):
+    caplog.set_level(logging.INFO, logger="shared.telemetry")
     config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 7})
     users = sorted(u["id"] for u in control.objects("users"))
     receiver.fail(503, times=100, after=3)  # three batches land, then the receiver is down
@@ -246,6 +249,8 @@ async def test_failed_loads_lose_nothing_and_never_apply_a_batch_twice(graph, co
     assert failed.extract.status == "succeeded" and failed.load.status == "failed"
     assert "503" in failed.error and failed.load.counts["batches_sent"] == 3
     assert (await delivery_store(services).get("people")).delivered is None  # the cache did not advance
+    events = [r for r in caplog.records if getattr(r, "connector.event", None) == "delivery.finished"]
+    assert [(e.outcome, e.records, e.task) for e in events] == [("failed", 21, "people")]
     first_ids = [b.batch_id for b in receiver.applied]
 
     receiver.heal()
