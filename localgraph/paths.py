@@ -97,7 +97,7 @@ def _next(current: Step, segment: str, template: bool) -> Step | None:
     if lowered == "$value":
         streamed = not current.collection and schema.has_stream(type_name)
         return Step(segment, "$value", None, False) if streamed else None
-    if is_cast(segment) and not (template and _PARAMETER.match(segment)):
+    if is_cast(segment):
         target = schema.cast_type_name(segment)
         if target is not None and _known(target) and schema.derives_from(target, type_name):
             return Step(segment, "cast", target, current.collection, current.via_navigation)

@@ -300,23 +300,33 @@ def cast_type_name(segment: str) -> str | None:
     model = _model()
     for alias, namespace in model.aliases.items():
         if qualifier.lower() in (alias.lower(), namespace.lower()):
-            return f"{namespace}.{name}"
+            qualified = f"{namespace}.{name}"
+            known = _named({key: key for key in (*model.entities, *model.complexes)}, qualified)
+            return known or qualified
     return None
+
+
+def _named(table: Mapping[str, Any], name: str) -> Any:
+    """``table[name]``, else the entry whose name differs only in case (Graph's URLs are case-insensitive)."""
+    if name in table:
+        return table[name]
+    lowered = name.lower()
+    return next((value for key, value in table.items() if key.lower() == lowered), None)
 
 
 def entity_set_type(name: str) -> str | None:
     """The entity type of an entity set of Graph's v1.0 entity container (``users``), or None."""
-    return _model().entity_sets.get(name)
+    return _named(_model().entity_sets, name)
 
 
 def singleton_type(name: str) -> str | None:
     """The type of a singleton of Graph's v1.0 entity container (``deviceManagement``), or None."""
-    return _model().singletons.get(name)
+    return _named(_model().singletons, name)
 
 
 def navigation_property(type_name: str, name: str) -> NavInfo | None:
     """A navigation property of an extracted entity type (served or navigation-only), own or inherited."""
-    return _model().navigation(_structured_name(type_name)).get(name)
+    return _named(_model().navigation(_structured_name(type_name)), name)
 
 
 def bound_operation(type_name: str, name: str, *, collection: bool) -> str | None:

@@ -122,6 +122,8 @@ def test_resolver_accepts_both_cast_forms_and_bound_operations():
         resolution = paths.resolve(path, template=True)
         assert resolution.unknown is None and resolution.complete, path
     assert schema.bound_operation("managedDevice", "delta", collection=True) is None
+    # Graph's URLs are case-insensitive: names and casts resolve whatever their case.
+    assert paths.resolve("/Users/{id}/MemberOf/Graph.Group/$count", template=True).unknown is None
 
 
 # --- what a client sees ------------------------------------------------------------------------------
