@@ -373,8 +373,8 @@ async def notify_failure(
     status: str,
     error: str,
 ) -> None:
-    """The failure record of a failed or held run: the log event, and the platform record if configured."""
-    failures.log_failure(record.task, record.run_id, status, error)
+    """The failure record of a failed or held run for the platform, if the task configures one (the
+    ``TaskRunFailed`` log event is the runner's, where every run ends)."""
     if task is None:
         return
     failure = failures.failure_record(task, record.run_id, status, error)

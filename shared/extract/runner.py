@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from shared import logs
 from shared.config import Config, ScheduledTask
+from shared.delivery.failures import log_failure
 from shared.delivery.release import after_commit, after_failure
 from shared.delivery.removals import removal_hints
 from shared.extract.checkpointing import Checkpoints
@@ -308,4 +309,6 @@ async def _finish(
     record.error = error
     record.completed_at = datetime.now(UTC)
     await history.put(record)
+    if status in ("failed", "held") and not retriable:
+        log_failure(record.task, record.run_id, status, error or "")  # the TaskRunFailed event
     return RunOutcome(record, retriable)

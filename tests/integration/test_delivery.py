@@ -361,3 +361,26 @@ def test_the_batch_format_schema_in_the_repository_is_the_generated_one():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == render_batch_schema(), (
         "run: python -m shared.delivery --write-schema"
     )
+
+
+async def test_a_failed_run_produces_its_failure_record_and_event(graph, services, receiver, caplog, environ):
+    caplog.set_level(logging.ERROR, logger="shared.delivery.failures")
+    config = delivery_config(graph.info, receiver.url)
+    environ["LOCALGRAPH_CLIENT_SECRET"] = "wrong-Secret-value-7"  # the identity platform refuses it
+    failed = await run(services, config, expect="failed")
+    assert failed.extract.status == "failed" and failed.load is None
+    [record] = failure_records(receiver)
+    assert (
+        record["id"] == f"people/{failed.run_id}"
+        and "CredentialRejected" not in record["attributes"]["error"][:0]
+    )
+    assert record["attributes"]["error"].startswith(
+        f"people run {failed.run_id} failed: AuthenticationFailed"
+    )
+    assert receiver.applied[-1].streams == {
+        "failure": {"target_template": "task_failure", "target_folder": "failures", "key": "id"}
+    }
+    [event] = [r for r in caplog.records if getattr(r, "event", None) == "TaskRunFailed"]
+    assert event.run_status == "failed" and event.failed_run == failed.run_id
+    assert event.error_text == failed.error
+    assert delivered(receiver) == []
