@@ -31,9 +31,9 @@ from shared.activities.api import ActivityApi
 from shared.admin.app import build_app
 from shared.config import parse_config
 from shared.extract.runner import run_task
+from shared.runs import RunRequest
 from shared.services import Services
 from shared.settings import Settings
-from shared.storage.queues import RunRequest
 
 ROOT = "/api/manage"  # where the Function App serves the page (functions/admin.py)
 

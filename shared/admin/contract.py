@@ -11,7 +11,7 @@ from shared.config import Connector
 from shared.config.authentication_tasks import Realm, SignInProtocol
 from shared.config.fields import NAME_PATTERN
 from shared.config.tasks import AnyTask
-from shared.storage.tables import RunRecord
+from shared.runs import RunRecord
 
 
 class Request(BaseModel):

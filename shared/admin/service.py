@@ -28,9 +28,8 @@ from shared.admin.errors import (
 )
 from shared.admin.permissions import Need, needs_of
 from shared.config import Config, ConfigError, ConfigIssue, Connector, parse_config
+from shared.runs import RunRecord, RunRequest
 from shared.services import Services
-from shared.storage.queues import RunRequest
-from shared.storage.tables import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -326,12 +325,32 @@ class AdminService:
         )
 
     async def clear_cache(self, id: str) -> None:
-        task = await self.task_definition(id)
-        raise NotAvailable(f"clearing the cache of {task.name!r} needs the delivery cache, not in this build")
+        """The task's next run delivers every record once (the read side's delivery cache; delta links kept)."""
+        from shared.delivery import cache
+        from shared.delivery.release import delivery_store
 
-    async def approve(self, id: str, run_id: str) -> None:
+        task = await self._scheduled(id)
+        await cache.clear(delivery_store(self.services), task.name)
+
+    async def approve(self, id: str, run_id: str) -> RunRecord:
+        """Release exactly the changes of the run the deletion guard held, once."""
+        from shared.delivery.release import ApprovalError, approve
+
+        task = await self._scheduled(id)
+        config = await self.config()
+        scheduled = config.task(task.name)
+        try:
+            return await approve(self.services, scheduled, config.connector(scheduled.connector), run_id)
+        except ApprovalError as exc:
+            raise Conflict(str(exc)) from None
+
+    async def _scheduled(self, id: str) -> Definition:
         task = await self.task_definition(id)
-        raise NotAvailable(f"approving run {run_id} of {task.name!r} needs held runs, not in this build")
+        if task.usage != "scheduled":
+            raise Conflict(
+                f"{task.name!r} is an {task.usage} task; only scheduled tasks have runs and a cache"
+            )
+        return task
 
     async def history(self, id: str, limit: int = 20) -> list[RunRecord]:
         task = await self.task_definition(id)

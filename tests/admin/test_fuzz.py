@@ -67,7 +67,10 @@ def test_fuzz_every_admin_operation(graph, services, loop, mode):
                 response.text,
             )
             if response.status_code >= 400:
-                assert response.headers["content-type"] == "application/problem+json", (case.method, case.formatted_path)
+                assert response.headers["content-type"] == "application/problem+json", (
+                    case.method,
+                    case.formatted_path,
+                )
                 assert response.json()["status"] == response.status_code
             case.validate_response(response, checks=checks)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from shared.activities.api import ActivityApi
 from shared.extract.runner import run_task
-from shared.storage.queues import RunRequest
+from shared.runs import RunRequest
 
 
 async def _id(client, name):
@@ -160,8 +160,35 @@ async def test_event_task_called_recently_needs_force_to_delete_or_change_usage(
     assert forced.status_code == 204
 
 
-async def test_operations_missing_from_this_build_answer_501(client):
+async def test_stop_is_not_in_this_build_and_says_so(client):
     task = await _id(client, "people")
-    for action in ("stop", "clear-cache", "runs/20261130T000000Z-abcdef/approve"):
-        answer = await client.post(f"/v1/tasks/{task['id']}/{action}")
-        assert answer.status_code == 501, action
+    answer = await client.post(f"/v1/tasks/{task['id']}/stop")
+    assert answer.status_code == 501 and "runner" in answer.json()["detail"]
+
+
+async def test_held_run_shows_as_held_and_approval_releases_it_then_clear_cache_resends(
+    client, stored, control, graph
+):
+    task = await _id(client, "people")
+    users = {**task["definition"]["users"], "deletion_marking": {"attribute": "status", "value": "Deleted"}}
+    guarded = {**task["definition"], "users": users, "delivery": {"deletion_guard": {"max_marks": 2}}}
+    answer = await client.put(f"/v1/tasks/{task['id']}", json=guarded, headers={"If-Match": task["etag"]})
+    assert answer.status_code == 200, answer.text
+    await run_task(stored, RunRequest(task="people"))
+    for user in control.objects("users")[:3]:
+        control.delete("users", user["id"])
+    held = (await run_task(stored, RunRequest(task="people"))).record
+    assert held.status == "held", held.load.model_dump()
+    overview = (await client.get("/v1/overview")).json()["value"][0]
+    assert overview["tasks"][0]["status"] == "held" and overview["status"] == "held"
+    wrong = await client.post(f"/v1/tasks/{task['id']}/runs/20261130T000000Z-000000/approve")
+    assert wrong.status_code == 409 and "is not held" in wrong.json()["detail"]
+    approved = await client.post(f"/v1/tasks/{task['id']}/runs/{held.run_id}/approve")
+    assert approved.status_code == 202, approved.text
+    run = (await client.get(f"/v1/tasks/{task['id']}/runs/{held.run_id}")).json()
+    assert run["status"] == "succeeded" and run["load"]["status"] == "succeeded"
+    assert (await client.get("/v1/overview")).json()["value"][0]["tasks"][0]["status"] == "ok"
+    # Clearing the cache: the next run delivers every record once again.
+    assert (await client.post(f"/v1/tasks/{task['id']}/clear-cache")).status_code == 204
+    after = (await run_task(stored, RunRequest(task="people"))).record
+    assert after.load.counts["upserts"] == after.counts["users"].written + after.counts["groups"].written
