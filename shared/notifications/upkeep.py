@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from shared.config import Config, Connector, ScheduledTask
 from shared.graph.client import GraphClient
 from shared.graph.errors import Conflict, GraphError, NotFound
@@ -250,7 +252,7 @@ async def _guarded(
     """One subscription's work; a failure is reported and kept on its row, the others go on."""
     try:
         await work
-    except (GraphError, OSError, ValueError, KeyError) as exc:
+    except (GraphError, AzureError, OSError, ValueError, KeyError) as exc:  # storage, identity, Graph
         report.failed[key] = f"{type(exc).__name__}: {exc}"
         log.warning("subscription upkeep of %s failed: %s", key, report.failed[key])
         if store is not None and record is not None:

@@ -210,7 +210,7 @@ async def test_a_change_reaches_the_output_within_seconds_without_a_schedule(gra
 
 async def test_the_validation_handshake_and_the_function_key(graph, services, endpoint, host):
     token = "Validation: Testing client application reachability for subscription Request-Id: 1 & 2"
-    async with httpx.AsyncClient(verify=graph.info.ca_file) as client:
+    async with httpx.AsyncClient(verify=graph.info.tls_context()) as client:
         answer = await client.post(endpoint.url(PATH), params={"validationToken": token, "code": KEY})
         assert answer.status_code == 200 and answer.text == token
         assert answer.headers["content-type"].startswith("text/plain")
@@ -229,7 +229,7 @@ async def test_a_forged_notification_starts_nothing(graph, control, services, su
          "changeType": "updated", "resource": f"Users/{user}"},
         {"subscriptionId": users["id"], "changeType": "updated", "resource": f"Users/{user}"},
     ]}  # fmt: skip
-    async with httpx.AsyncClient(verify=graph.info.ca_file) as client:
+    async with httpx.AsyncClient(verify=graph.info.tls_context()) as client:
         answer = await client.post(endpoint.url(PATH), params={"code": KEY}, json=forged)
         assert answer.status_code == 202  # acknowledged as Graph's guidance says, and ignored
         garbage = await client.post(endpoint.url(PATH), params={"code": KEY}, content=b"not json")
