@@ -28,7 +28,7 @@ from shared.activities.catalog import BY_NAME, Activity
 from shared.activities.contract import Problem, RunTaskRequest
 from shared.activities.idempotency import KEY_MAX_LENGTH, IdempotencyStore, StoredAnswer, body_digest
 from shared.activities.problems import ActivityError, from_graph_error, from_validation_error, invalid
-from shared.activities.usage import UsageStore
+from shared.activities.usage import FLUSH_SECONDS, UsageStore
 from shared.config import Config, ConfigError
 from shared.config.event_tasks import EventTask
 from shared.graph.errors import GraphError
@@ -81,6 +81,9 @@ class ActivityApi:
         environ = services.environ
         self._idempotency_table = environ.get(IDEMPOTENCY_TABLE_SETTING) or "activityidempotency"
         self._usage_table = environ.get(USAGE_TABLE_SETTING) or "activityusage"
+        self._usage: UsageStore | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self._flushed_at = time.monotonic()
 
     # ------------------------------------------------------------------------------------- stores
     def _ensure_tables(self) -> None:
@@ -95,8 +98,17 @@ class ActivityApi:
         return IdempotencyStore(self.services.storage.tables.get_table_client(self._idempotency_table))
 
     async def usage(self) -> UsageStore:
-        await asyncio.to_thread(self._ensure_tables)
-        return UsageStore(self.services.storage.tables.get_table_client(self._usage_table))
+        """The process's usage counters (one store: it holds the counts not yet written)."""
+        if self._usage is None:
+            await asyncio.to_thread(self._ensure_tables)
+            self._usage = UsageStore(self.services.storage.tables.get_table_client(self._usage_table))
+        return self._usage
+
+    async def flush_usage(self) -> None:
+        """Write the counted calls now (the tests and an orderly shutdown call it)."""
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        await (await self.usage()).flush()
 
     async def config(self) -> Config:
         async with self._config_lock:
@@ -271,12 +283,22 @@ class ActivityApi:
             log.exception("could not store the outcome for an Idempotency-Key of %s", activity.name)
 
     async def _count(self, task: str | None, activity: str, status: int) -> None:
+        """Count the call in memory; write the counts in the background every ``FLUSH_SECONDS``."""
         if not task:
             return
+        store = await self.usage()
+        store.note(task, activity, status)
+        now = time.monotonic()
+        if (self._flushing is None or self._flushing.done()) and now - self._flushed_at >= FLUSH_SECONDS:
+            self._flushed_at = now
+            self._flushing = asyncio.create_task(self._flush_in_background(store))
+
+    @staticmethod
+    async def _flush_in_background(store: UsageStore) -> None:
         try:
-            await (await self.usage()).record(task, activity, status)
+            await store.flush()
         except Exception:
-            log.exception("could not count a call of %s for %s", activity, task)
+            log.exception("could not write the activities' usage counters")
 
     async def run_status(self, task: str, run_id: str) -> HttpAnswer:
         try:

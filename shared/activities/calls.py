@@ -68,6 +68,8 @@ class ActivityCall:
     graph_calls: int = 0
     graph_seconds: float = 0.0  # time spent waiting for Graph (the benchmark subtracts it)
     last_retries: int = 0  # retries the client made for the last request (a re-sent DELETE, ...)
+    _in_flight: int = 0
+    _waiting_since: float = 0.0
     deadline: float = field(default_factory=lambda: time.monotonic() + CALL_DEADLINE_S)
 
     @property
@@ -84,8 +86,8 @@ class ActivityCall:
         json_body: Any = None,
         content: bytes | None = None,
     ) -> httpx.Response:
-        started = time.perf_counter()
         self.graph_calls += 1
+        self._enter_graph()
         try:
             async with self.graph.context(deadline=self.deadline) as context:
                 try:
@@ -111,12 +113,23 @@ class ActivityCall:
             )
             raise
         finally:
-            self.graph_seconds += time.perf_counter() - started
+            self._leave_graph()
         request_id = response.headers.get("request-id")
         if request_id:
             self.request_ids.append(request_id)
         log.debug("graph %s %s answered %s", method, path_or_url, response.status_code)
         return response
+
+    def _enter_graph(self) -> None:
+        # graph_seconds is wall time with at least one request in flight (concurrent requests count once)
+        if self._in_flight == 0:
+            self._waiting_since = time.perf_counter()
+        self._in_flight += 1
+
+    def _leave_graph(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self.graph_seconds += time.perf_counter() - self._waiting_since
 
     async def get_json(self, path: str, **kwargs: Any) -> dict[str, Any]:
         response = await self.send("GET", path, **kwargs)

@@ -1,6 +1,12 @@
 """Per event task and activity: the last call's time and outcome and the call counts, in a table
 (``ACTIVITY_USAGE_TABLE``, default ``activityusage``; PartitionKey the task, RowKey the activity), for the
-admin views. Counters are updated with optimistic concurrency (ETag), so concurrent calls are all counted.
+admin views.
+
+Calls are counted in memory and written in the background at most every ``FLUSH_SECONDS`` (one table update
+per task and activity per flush, whatever the call rate), so counting costs a call nothing and concurrent
+callers do not contend for one row. Each update merges into the stored row with optimistic concurrency
+(ETag), so several instances count correctly together. A process that stops loses at most its last
+``FLUSH_SECONDS`` of counts.
 """
 
 from __future__ import annotations
@@ -13,52 +19,80 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+FLUSH_SECONDS = 5.0
 
-@dataclass(frozen=True)
+
+@dataclass
 class Usage:
     task: str
     activity: str
-    calls: int
-    completed: int
-    exceptions: int
-    last_call_at: datetime | None
-    last_status: int | None
+    calls: int = 0
+    completed: int = 0
+    exceptions: int = 0
+    last_call_at: datetime | None = None
+    last_status: int | None = None
+
+    def add(self, http_status: int, at: datetime) -> None:
+        self.calls += 1
+        if http_status < 400:
+            self.completed += 1
+        else:
+            self.exceptions += 1
+        if self.last_call_at is None or at >= self.last_call_at:
+            self.last_call_at, self.last_status = at, http_status
 
 
 class UsageStore:
     def __init__(self, table: TableClient) -> None:
         self.table = table
+        self._pending: dict[tuple[str, str], Usage] = {}
+        self._lock = asyncio.Lock()
+
+    def note(self, task: str, activity: str, http_status: int, at: datetime | None = None) -> None:
+        """Count a call (in memory; :meth:`flush` writes it)."""
+        pending = self._pending.get((task, activity))
+        if pending is None:
+            pending = self._pending[(task, activity)] = Usage(task, activity)
+        pending.add(http_status, at or datetime.now(UTC))
 
     async def record(self, task: str, activity: str, http_status: int, at: datetime | None = None) -> None:
-        await asyncio.to_thread(self._record, task, activity, http_status, at or datetime.now(UTC))
+        """Count a call and write it now."""
+        self.note(task, activity, http_status, at)
+        await self.flush()
 
-    def _record(self, task: str, activity: str, http_status: int, at: datetime) -> None:
-        completed = 1 if http_status < 400 else 0
-        for _ in range(10):
+    async def flush(self) -> None:
+        async with self._lock:
+            pending, self._pending = self._pending, {}
+            for usage in pending.values():
+                await asyncio.to_thread(self._merge, usage)
+
+    def _merge(self, usage: Usage) -> None:
+        for _ in range(20):
             try:
-                stored = self.table.get_entity(task, activity)
+                stored = self.table.get_entity(usage.task, usage.activity)
             except ResourceNotFoundError:
                 try:
                     self.table.create_entity(
                         {
-                            "PartitionKey": task,
-                            "RowKey": activity,
-                            "calls": 1,
-                            "completed": completed,
-                            "exceptions": 1 - completed,
-                            "last_call_at": at,
-                            "last_status": http_status,
+                            "PartitionKey": usage.task,
+                            "RowKey": usage.activity,
+                            "calls": usage.calls,
+                            "completed": usage.completed,
+                            "exceptions": usage.exceptions,
+                            "last_call_at": usage.last_call_at,
+                            "last_status": usage.last_status,
                         }
                     )
                     return
                 except ResourceExistsError:
                     continue
-            stored["calls"] = int(stored["calls"]) + 1
-            stored["completed"] = int(stored["completed"]) + completed
-            stored["exceptions"] = int(stored["exceptions"]) + 1 - completed
-            if stored.get("last_call_at") is None or stored["last_call_at"] <= at:
-                stored["last_call_at"] = at
-                stored["last_status"] = http_status
+            stored["calls"] = int(stored["calls"]) + usage.calls
+            stored["completed"] = int(stored["completed"]) + usage.completed
+            stored["exceptions"] = int(stored["exceptions"]) + usage.exceptions
+            last = stored.get("last_call_at")
+            if usage.last_call_at is not None and (last is None or last <= usage.last_call_at):
+                stored["last_call_at"] = usage.last_call_at
+                stored["last_status"] = usage.last_status
             try:
                 self.table.update_entity(
                     stored,
@@ -69,6 +103,7 @@ class UsageStore:
                 return
             except (ResourceModifiedError, ResourceNotFoundError):
                 continue
+        raise RuntimeError(f"could not update the usage of {usage.activity} for {usage.task}: contended")
 
     async def list(self, task: str | None = None) -> list[Usage]:
         def run() -> list[Usage]:
