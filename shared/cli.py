@@ -9,6 +9,7 @@
     python -m shared.cli approve TASK RUN                # release the changes of a held run, once
     python -m shared.cli tick                            # queue what is due now (as the timer would)
     python -m shared.cli history [TASK] [--limit 20]
+    python -m shared.cli admin --help                    # definitions, tests, export/import (shared/admin)
 
 Settings come from the environment; ``--settings local.settings.json`` (the Functions Core Tools file)
 adds its ``Values``. Exit codes: 0 success, 1 failure (invalid configuration, failed run), 2 usage.
@@ -185,6 +186,17 @@ async def _history(args: argparse.Namespace, environ: dict[str, str]) -> int:
     return 0
 
 
+async def _admin(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from shared.admin import commands as admin_commands
+    from shared.admin.service import AdminService
+
+    services = _services(environ)
+    try:
+        return await admin_commands.run(args, AdminService(services))
+    finally:
+        await services.aclose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Entra ID Graph connector")
     parser.add_argument("--settings", type=Path, help="a local.settings.json whose Values are app settings")
@@ -215,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     history = commands.add_parser("history", help="list recent runs")
     history.add_argument("task", nargs="?")
     history.add_argument("--limit", type=int, default=20)
+    from shared.admin import commands as admin_commands
+
+    admin_commands.add_parser(commands)  # admin ...: every administration operation (shared/admin)
     args = parser.parse_args(argv)
     environ = _environment(args.settings)
 
@@ -248,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "history":
             return asyncio.run(_history(args, environ))
+        if args.command == "admin":
+            return asyncio.run(_admin(args, environ))
     except ConfigError as exc:
         print(f"invalid configuration ({len(exc.errors)} problem(s)):\n{exc}", file=sys.stderr)
         return 1
