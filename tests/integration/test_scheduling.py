@@ -122,9 +122,9 @@ async def test_tick_enqueues_each_due_task_once(services, environ):
     )
     await services.config_store.save(config)
     now = AT + timedelta(seconds=30)  # first tick: looks back one minute
-    sent = await tick(services, now)
+    sent = sorted(await tick(services, now), key=lambda r: r.task)  # in no particular order
     assert [(r.task, r.planned_at) for r in sent] == [("every-minute", AT), ("hourly", AT)]
-    on_queue = queued(environ)
+    on_queue = sorted(queued(environ), key=lambda r: r.task)
     assert [(r.task, r.run_id, r.trigger, r.planned_at) for r in on_queue] == [
         (r.task, scheduled_run_id(r.task, AT), "timer", AT) for r in sent
     ]
