@@ -30,7 +30,7 @@ from azure.core.exceptions import AzureError
 from shared.config import Config, Connector, ScheduledTask
 from shared.graph.client import GraphClient
 from shared.graph.errors import Conflict, GraphError, NotFound
-from shared.notifications.address import NoPublicHost, fingerprint, notification_url
+from shared.notifications.address import NoPublicHost, fingerprint, notification_url, redacted
 from shared.notifications.store import SubscriptionRecord, SubscriptionStore, row_key
 from shared.services import Services
 
@@ -129,6 +129,7 @@ class Upkeep:
                 await self._delete_leftover(client, record)
                 response = await client.send("POST", "subscriptions", json_body=body)
         created = response.json()
+        log.info("created the %s subscription of %s for %s", record.resource, record.connector, redacted(url))
         record.subscription_id = created["id"]
         record.expires_at = _moment(created["expirationDateTime"])
         record.url_fingerprint = fingerprint(url)
