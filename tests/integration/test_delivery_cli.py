@@ -14,6 +14,11 @@ from shared.storage.queues import RunRequest
 from tests.integration.test_delivery import delivery_config
 
 
+def last_run(output: str) -> str:
+    """The run id in the CLI's "run RUN of TASK: STATUS" line."""
+    return next(line.split()[1] for line in output.splitlines() if line.startswith("run "))
+
+
 @pytest.fixture
 def graph_shape():
     return TenantShape(users=12, groups=2, memberships=10, seed=5)
@@ -56,10 +61,10 @@ def test_clear_cache_and_approve_from_the_command_line(graph, control, services,
     assert main(["run", "people"]) == 0
     for user in control.objects("users")[:2]:
         control.delete("users", user["id"])
-    assert main(["run", "people"]) == 1
-    held_run = asyncio.run(services.history.list("people", limit=1))[0]
-    assert held_run.status == "held"
     capsys.readouterr()
+    assert main(["run", "people"]) == 1
+    held_run = asyncio.run(services.history.get("people", last_run(capsys.readouterr().out)))
+    assert held_run.status == "held"
     assert main(["approve", "people", "20261130T000000Z-000000"]) == 1
     assert "is not held" in capsys.readouterr().err
     assert main(["approve", "people", held_run.run_id]) == 0
@@ -68,7 +73,8 @@ def test_clear_cache_and_approve_from_the_command_line(graph, control, services,
     assert "already released" in capsys.readouterr().err
 
     assert main(["clear-cache", "people"]) == 0
+    capsys.readouterr()
     assert main(["run", "people"]) == 0
-    everything = asyncio.run(services.history.list("people", limit=1))[0]
+    everything = asyncio.run(services.history.get("people", last_run(capsys.readouterr().out)))
     assert everything.load.counts["upserts"] == len(control.objects("users"))
     assert main(["clear-cache", "nobody"]) == 1
