@@ -126,7 +126,7 @@ class Upkeep:
             try:
                 response = await client.send("POST", "subscriptions", json_body=body)
             except Conflict:
-                await self._delete_leftover(client, record)
+                await self._delete_leftover(client, record, url)
                 response = await client.send("POST", "subscriptions", json_body=body)
         created = response.json()
         log.info("created the %s subscription of %s for %s", record.resource, record.connector, redacted(url))
@@ -138,17 +138,27 @@ class Upkeep:
         record.last_error = None
         await self.store.put(record)
 
-    async def _delete_leftover(self, client: GraphClient, record: SubscriptionRecord) -> None:
-        """A subscription of this app for the same resource and change types (its secret is lost): delete it."""
+    async def _delete_leftover(self, client: GraphClient, record: SubscriptionRecord, url: str) -> None:
+        """A subscription of this app for the same resource and change types whose row (and secret) was lost:
+        delete it if it calls this app's endpoint; one calling another endpoint (another deployment sharing
+        the app registration) is left alone, and the creation fails with Graph's 409."""
         async for page in client.pages("subscriptions"):
             for item in page.items:
                 same_types = set(str(item.get("changeType", "")).split(",")) == set(CHANGE_TYPE.split(","))
-                if same_types and str(item.get("resource", "")).strip("/").lower() == record.resource:
-                    log.info("deleting a leftover %s subscription of %s", record.resource, record.connector)
-                    try:
-                        await client.send("DELETE", f"subscriptions/{item['id']}")
-                    except NotFound:
-                        pass
+                if not same_types or str(item.get("resource", "")).strip("/").lower() != record.resource:
+                    continue
+                if redacted(str(item.get("notificationUrl", ""))) != redacted(url):
+                    raise Conflict(
+                        f"another endpoint ({redacted(str(item.get('notificationUrl', '')))}) holds this app's "
+                        f"{record.resource} subscription; Graph allows one per app, resource and change type",
+                        status=409,
+                        code="SubscriptionHeldElsewhere",
+                    )
+                log.info("deleting a leftover %s subscription of %s", record.resource, record.connector)
+                try:
+                    await client.send("DELETE", f"subscriptions/{item['id']}")
+                except NotFound:
+                    pass
 
     async def renew(self, record: SubscriptionRecord, url: str) -> None:
         client = self.graph(record.connector)

@@ -339,6 +339,40 @@ async def test_renewed_before_it_expires_and_recreated_after_a_404(graph, servic
     assert after.client_state != before.client_state
 
 
+async def test_a_leftover_subscription_is_replaced_only_when_it_calls_this_endpoint(
+    graph, http, services, subs
+):
+    await first_run_and_subscribe(services, graph.info)
+    store = SubscriptionStore(services.state.table)
+    lost = (await store.list())["local|users"]
+    await store.delete(lost)  # the row (and the secret) is gone; Graph still has the subscription
+    report = await upkeep(services)
+    assert report.created == ["local|users"] and not report.failed  # Graph's 409, the leftover deleted
+    [kept] = subs.subscriptions()
+    assert kept["id"] != lost.subscription_id
+
+    # Another deployment of the same app registration (another host) holds the groups subscription: it is
+    # left alone, and the failure says why.
+    elsewhere = kept["notificationUrl"].replace("https://127.0.0.1:", "https://localhost:")
+    other = http.post(
+        "/subscriptions",
+        json={
+            "changeType": "updated,deleted",
+            "notificationUrl": elsewhere,
+            "resource": "groups",
+            "expirationDateTime": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+        },
+    )
+    assert other.status_code == 201, other.text
+    groups = {"mappings": [{"external": "displayName", "local": "name"}], "target_template": "entitlement",
+              "target_folder": "entitlements"}  # fmt: skip
+    await services.config_store.save(config(graph.info, mappings_type="identity_and_access", groups=groups))
+    report = await upkeep(services)
+    assert "another endpoint (https://localhost:" in report.failed["local|groups"]
+    assert other.json()["id"] in {s["id"] for s in subs.subscriptions()}
+    assert "another endpoint" in (await store.list())["local|groups"].last_error
+
+
 async def test_subscriptions_follow_the_tasks_that_watch(graph, services, subs):
     info = graph.info
     both = config(info, mappings_type="identity_and_access", groups={
