@@ -5,7 +5,8 @@ the tasks that opt in to change notifications with the subscriptions kept in the
 
 - **creates** a missing subscription (``changeType`` ``updated,deleted``, the public notification URL as both
   notification and lifecycle URL, a new random ``clientState``, ``SUBSCRIPTION_LIFETIME_MINUTES`` ahead);
-  a 409 (one left from an earlier life whose row was lost) is deleted and the creation repeated;
+  on a 409 (one left from an earlier life whose row was lost) the leftover is deleted and the creation
+  repeated, if it calls this app's endpoint (another deployment's is left alone and reported);
 - **reauthorizes** one Graph asked to (``POST /subscriptions/{id}/reauthorize``), and **renews** one past
   half its lifetime or created for another URL (``PATCH`` ``expirationDateTime``, which also reauthorizes;
   never both within 10 minutes, as Graph asks);
