@@ -135,7 +135,7 @@ class ActivityApi:
             error = ActivityError(404, "unknown-activity", f"there is no activity {name}")
             return _answer(404, error.problem(activity=name, task=None))
         task_name: str | None = None
-        call: ActivityCall | None = None
+        calls: list[ActivityCall] = []
         key = _header(headers, "Idempotency-Key")
         digest = body_digest(body)
         store: IdempotencyStore | None = None
@@ -165,7 +165,7 @@ class ActivityApi:
                         status, "idempotency-key-reused" if status == 422 else "idempotency-key-busy", reason
                     )
                 reserved = True
-            answer, call = await self._run(activity, request)
+            answer = await self._run(activity, request, calls)
         except ActivityError as error:
             answer = _answer(
                 error.status, error.problem(activity=activity.name, task=task_name), error.headers()
@@ -182,6 +182,7 @@ class ActivityApi:
         if reserved and store is not None and key is not None:
             await self._settle(store, activity, key, digest, answer)
         total = time.perf_counter() - started
+        call = calls[0] if calls else None
         graph_s = call.graph_seconds if call else 0.0
         timing = f"total;dur={total * 1000:.2f}, graph;dur={graph_s * 1000:.2f}"
         answer = HttpAnswer(answer.status, answer.body, {**answer.headers, "Server-Timing": timing})
@@ -213,21 +214,23 @@ class ActivityApi:
         except ValidationError as exc:
             raise from_validation_error(exc) from None
 
-    async def _run(self, activity: Activity, request: BaseModel) -> tuple[HttpAnswer, ActivityCall | None]:
+    async def _run(self, activity: Activity, request: BaseModel, calls: list[ActivityCall]) -> HttpAnswer:
+        """Run the activity; the call made is appended to ``calls`` (its figures count when it fails too)."""
         config = await self._load_config()
         if activity.run is None:  # tasks.run
             assert isinstance(request, RunTaskRequest)
             status, body = await task_runs.start(self.services, config, request)
             headers = {"Location": body.poll, "Retry-After": "5"} if body.poll else {}
-            return _answer(status, body, headers), None
+            return _answer(status, body, headers)
         call = self._call(activity, config, getattr(request, "task"))  # noqa: B009
+        calls.append(call)
         try:
             result = await activity.run(call, request)
         except SecretError as exc:
             raise ActivityError(
                 502, "secret-unavailable", f"a secret of the connector cannot be read: {exc}"
             ) from None
-        return _answer(activity.success_status, result), call
+        return _answer(activity.success_status, result)
 
     async def _load_config(self) -> Config:
         try:
