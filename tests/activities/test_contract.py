@@ -168,3 +168,33 @@ def test_every_activity_is_its_own_function_with_function_auth(handlers):
         trigger = json.loads(function.get_raw_bindings()[0])
         assert trigger["route"] == activity.route and trigger["methods"] == ["POST"]
         assert trigger["authLevel"] == "FUNCTION"
+
+
+async def test_logs_name_task_activity_and_request_id_but_never_secrets(call, graph, control, caplog):
+    import base64
+    import logging
+
+    from shared import logs
+    from tests.activities.test_objects_and_calls import image_bytes
+
+    handler_filter = logs.ContextFilter()
+    caplog.handler.addFilter(handler_filter)
+    caplog.set_level(logging.DEBUG)
+    values = new_user_values(graph.info, "log.check")
+    await call(
+        "users.create", {"task": "hires", "values": {**values, "hired": None}, "password": "S3cret!Pass-77"}
+    )
+    user = find_user(control, values["login"])
+    photo = base64.b64encode(image_bytes("PNG", (200, 200))).decode()
+    await call("users.set-photo", {"task": "hires", "user": user["id"], "photo": photo})
+    await call("users.reset-password", {"task": "people", "user": user["id"]})
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "S3cret!Pass-77" not in text and "Welcome-2026!Graph" not in text and photo[:40] not in text
+    # Our records at every level, anyone's at INFO and above (MSAL's own DEBUG records name the token type).
+    ours_or_info = [
+        r for r in caplog.records if r.name.startswith(("shared", "functions")) or r.levelno >= logging.INFO
+    ]
+    assert not [r.getMessage() for r in ours_or_info if "Bearer" in r.getMessage() or "eyJ" in r.getMessage()]
+    answers = [r for r in caplog.records if r.getMessage().startswith("activity users.create")]
+    assert answers and answers[0].task == "hires" and answers[0].activity == "users.create"
+    assert "request-ids " in answers[0].getMessage() and answers[0].getMessage().split("request-ids ")[1]
