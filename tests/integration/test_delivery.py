@@ -381,3 +381,41 @@ async def test_a_failed_run_produces_its_failure_record_and_event(graph, service
     assert event.run_status == "failed" and event.failed_run == failed.run_id
     assert event.error_text == failed.error
     assert delivered(receiver) == []
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+async def test_groups_are_marked_too(mode, graph, control, services, receiver):
+    from tests.support import GROUP_MAPPINGS
+
+    task = {
+        "name": "people",
+        "connector": "local",
+        "mode": mode,
+        "mappings_type": "access",
+        "groups": {
+            "mappings": GROUP_MAPPINGS,
+            "target_template": "entitlement",
+            "target_folder": "entitlements",
+            "deletion_marking": {"attribute": "status", "value": "5 - Removed", "reason_attribute": "why"},
+        },
+        "delivery": {
+            "endpoint": {
+                "url": receiver.url,
+                "auth": {"type": "api_key", "key": {"app_setting": "RECEIVER_API_KEY"}},
+            }
+        },
+    }
+    config = parse_config({"connectors": [connector_for(graph.info)], "tasks": [task]})
+    await run(services, config)
+    groups = control.objects("groups")
+    assert {r["id"] for r in delivered(receiver)} == {g["id"] for g in groups}
+    soft, hard = groups[0]["id"], groups[1]["id"]
+    control.delete("groups", soft)
+    control.delete("groups", hard, hard=True)
+    sent = len(receiver.applied)
+    await run(services, config)
+    marks = {r["id"]: (r["op"], r["attributes"]) for r in delivered(receiver, sent) if r["op"] == "mark"}
+    assert marks == {
+        soft: ("mark", {"status": "5 - Removed", "why": "soft_deleted"}),
+        hard: ("mark", {"status": "5 - Removed", "why": "deleted"}),
+    }
