@@ -177,8 +177,8 @@ class ActivityApi:
             )
         except Exception:
             log.exception("activity %s task %s failed unexpectedly", activity.name, task_name)
-            error = ActivityError(500, "internal-error", "the connector failed unexpectedly; see its logs")
-            answer = _answer(500, error.problem(activity=activity.name, task=task_name))
+            internal = ActivityError(500, "internal-error", "the connector failed unexpectedly; see its logs")
+            answer = _answer(500, internal.problem(activity=activity.name, task=task_name))
         if reserved and store is not None and key is not None:
             await self._settle(store, activity, key, digest, answer)
         total = time.perf_counter() - started

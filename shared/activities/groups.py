@@ -10,6 +10,7 @@ https://learn.microsoft.com/graph/api/group-post-groups, https://learn.microsoft
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from shared.activities import translation
@@ -74,7 +75,7 @@ async def create(call: ActivityCall, request: GroupCreateRequest) -> ActivityRes
     result = translation.from_graph({**body, **created}, mappings, call.task)
     for member in request.members:
         try:
-            await call.replicated(lambda member=member: add_member(call, group_id, member))
+            await call.replicated(partial(add_member, call, group_id, member))
         except Conflict:
             continue
         except GraphError as error:

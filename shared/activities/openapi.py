@@ -67,7 +67,7 @@ def build() -> dict[str, Any]:
     refs, defs = models_json_schema(models, ref_template=REF, title="Activities")
     schemas = dict(sorted(defs.get("$defs", {}).items()))
 
-    def ref(model: Any, mode: str) -> dict[str, Any]:
+    def ref(model: Any, mode: Any) -> dict[str, Any]:
         return refs[(model, mode)]
 
     problem = {"application/problem+json": {"schema": ref(Problem, "serialization")}}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from functools import partial
 from typing import Any
 
 from shared.activities import translation
@@ -134,7 +135,7 @@ async def create(call: ActivityCall, request: UserCreateRequest) -> ActivityResp
     result = translation.from_graph({**_without_password(body), **created}, mappings, call.task)
     for group in request.groups:
         try:
-            await call.replicated(lambda group=group: add_member(call, group, user_id))
+            await call.replicated(partial(add_member, call, group, user_id))
         except GraphError as error:
             if error.action == Action.NONE and not isinstance(error, NotFound):
                 continue  # already a member
