@@ -41,6 +41,7 @@ from localgraph.errors import GraphError, bad_request
 from localgraph.query import context_url, project_props
 from localgraph.reads import ODATA_JSON, next_link
 from localgraph.routing import GraphRequest, GraphResponse, Router
+from localgraph.tenant import utc_now
 from shared import odata
 
 router = Router()
@@ -233,8 +234,25 @@ def get_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphR
 @router.route("POST", "/deviceManagement/managedDevices/{id}/syncDevice")
 def sync_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     """ "If successful, this action returns a 204 No Content response code."
-    [Learn: graph/api/intune-devices-manageddevice-syncdevice]. An Intune write (its own budget)."""
-    _managed_device(ctx, req, id)
+    [Learn: graph/api/intune-devices-manageddevice-syncdevice]. An Intune write (its own budget).
+
+    The device is asked to check in; here it does so at once: ``lastSyncDateTime`` becomes now, and a Windows
+    device reports its protection state again (``lastReportedDateTime``). How soon a real device checks in
+    is UNCONFIRMED (minutes, by Intune's own documentation of device sync)."""
+    device = _managed_device(ctx, req, id)
+    now = utc_now()
+    device.props["lastSyncDateTime"] = now
+    if device.windows_protection_state is not None:
+        device.windows_protection_state["lastReportedDateTime"] = now
+    return GraphResponse(204)
+
+
+@router.route("DELETE", "/deviceManagement/managedDevices/{id}")
+def delete_managed_device(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
+    """ "If successful, this method returns a 204 No Content response code."
+    [Learn: graph/api/intune-devices-manageddevice-delete]. The device leaves the tenant's lists."""
+    device = _managed_device(ctx, req, id)
+    del ctx.tenant.managed_devices[device.props["id"]]
     return GraphResponse(204)
 
 

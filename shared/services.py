@@ -19,6 +19,7 @@ from shared.config import Connector
 from shared.credentials import build_credential
 from shared.graph.auth import TokenProvider
 from shared.graph.client import GraphClient
+from shared.graph.pacing import Pacer, ServiceBudget
 from shared.retry import RetryPolicy
 from shared.secrets import AzureKeyVaultReader
 from shared.settings import Settings
@@ -102,6 +103,13 @@ class Services:
                 verify=self.graph_verify(),
                 policy=RetryPolicy(backoff_base_s=self.settings.graph_backoff_s),
                 max_connections=max(16, 2 * self.settings.graph_concurrency),
+                pacer=Pacer(
+                    [
+                        ServiceBudget(
+                            "/deviceManagement", self.settings.intune_requests, self.settings.intune_window_s
+                        )
+                    ]
+                ),
             )
             cached = (signature, loop, client)
             self._graphs[connector.name] = cached

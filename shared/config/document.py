@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 from shared.config.connectors import Connector
 from shared.config.fields import NAME_PATTERN, ConfigModel
 from shared.config.issues import ConfigIssue, join_path, raise_if_any
-from shared.config.tasks import READS, AnyTask, ScheduledTask, selection_issues
+from shared.config.tasks import READS, SELECTIONS, AnyTask, ScheduledTask, selection_issues
 
 TaskKind = TypeVar("TaskKind", bound=BaseModel)
 
@@ -94,7 +94,7 @@ def reference_issues(data: Mapping[str, Any]) -> list[ConfigIssue]:
         mappings_type = task.get("mappings_type")
         scheduled = task.get("usage", "scheduled") == "scheduled"
         if scheduled and isinstance(mappings_type, str) and mappings_type in READS:
-            given = [name for name in ("users", "groups") if task.get(name) is not None]
+            given = [name for name in SELECTIONS if task.get(name) is not None]
             issues += [
                 ConfigIssue(join_path(path, issue.path), issue.message)
                 for issue in selection_issues(mappings_type, given)

@@ -17,29 +17,38 @@ from shared.config.authentication_tasks import AuthenticationTask
 from shared.config.delivery import Delivery
 from shared.config.event_tasks import EventTask
 from shared.config.fields import ID_DESCRIPTION, ConfigModel, EntityId, Name, NcrontabExpression
+from shared.config.generic import GenericSelection
 from shared.config.issues import ConfigIssue, raise_if_any
 from shared.config.notifications import ChangeNotifications
 from shared.config.selections import GroupSelection, UserSelection
 
 SyncMode = Literal["full", "incremental"]
-MappingsType = Literal["identity_and_access", "identity", "access"]
-READS = {"identity_and_access": ("users", "groups"), "identity": ("users",), "access": ("groups",)}
+MappingsType = Literal["identity_and_access", "identity", "access", "generic"]
+READS = {
+    "identity_and_access": ("users", "groups"),
+    "identity": ("users",),
+    "access": ("groups",),
+    "generic": ("generic",),
+}
+SELECTIONS = ("users", "groups", "generic")
 
 
 def selection_issues(mappings_type: str, given: Iterable[str]) -> list[ConfigIssue]:
-    """``users`` is required iff mappings_type includes identity, ``groups`` iff it includes access."""
+    """``users`` is required iff mappings_type includes identity, ``groups`` iff it includes access,
+    ``generic`` iff it is generic."""
     needed = READS[mappings_type]
     given = set(given)
     issues = []
-    for selection in ("users", "groups"):
+    for selection in SELECTIONS:
         if selection in needed and selection not in given:
             issues.append(ConfigIssue(selection, f"required because mappings_type is '{mappings_type}'"))
         elif selection in given and selection not in needed:
+            hint = "'generic'" if selection == "generic" else "'identity_and_access'"
             issues.append(
                 ConfigIssue(
                     selection,
                     f"not allowed because mappings_type '{mappings_type}' reads {needed[0]} only; "
-                    f"remove {selection} or set mappings_type to 'identity_and_access'",
+                    f"remove {selection} or set mappings_type to {hint}",
                 )
             )
     return issues
@@ -67,6 +76,9 @@ class ScheduledTask(ConfigModel):
     mappings_type: MappingsType
     users: UserSelection | None = None
     groups: GroupSelection | None = None
+    generic: GenericSelection | None = Field(
+        default=None, description="Any Graph collection with sub-queries (mappings_type generic)."
+    )
     change_notifications: ChangeNotifications | None = Field(
         default=None,
         description="Graph change notifications: a change starts the task's run within seconds.",
@@ -77,7 +89,7 @@ class ScheduledTask(ConfigModel):
 
     @model_validator(mode="after")
     def _selections_match_mappings_type(self) -> ScheduledTask:
-        given = [name for name in ("users", "groups") if getattr(self, name) is not None]
+        given = [name for name in SELECTIONS if getattr(self, name) is not None]
         raise_if_any(selection_issues(self.mappings_type, given))
         return self
 

@@ -150,6 +150,28 @@ class FanOut:
         await asyncio.gather(*(chunk(c) for c in _chunks(ids)))
         return results
 
+    async def results(self, ids: Iterable[str], path: str) -> dict[str, Any]:
+        """The answer to ``path`` for each id as Graph gives it (a sub-query's): an object without its OData
+        annotations, or a collection's items over all its pages (a list); ``None`` if not found."""
+        results: dict[str, Any] = {}
+
+        async def chunk(chunk_ids: list[str]) -> None:
+            follow = []
+            for object_id, body in (await self._batch(chunk_ids, path)).items():
+                if body is None:
+                    results[object_id] = None
+                elif _is_collection(body):
+                    collector = ObjectCollector(list(body["value"]))
+                    results[object_id] = collector.objects
+                    if body.get("@odata.nextLink"):
+                        follow.append((collector, body["@odata.nextLink"]))
+                else:
+                    results[object_id] = {k: v for k, v in body.items() if not k.startswith("@odata")}
+            await asyncio.gather(*(self._rest(collector, link) for collector, link in follow))
+
+        await asyncio.gather(*(chunk(c) for c in _chunks(ids)))
+        return results
+
     async def _batch(self, ids: list[str], path: str) -> dict[str, dict[str, Any] | None]:
         steps = [BatchStep(str(i), path.format(id=object_id)) for i, object_id in enumerate(ids)]
         async with self._gate:
@@ -168,6 +190,13 @@ class FanOut:
     async def _rest(self, collector: Collector, link: str) -> None:
         async for page in self.client.pages(link):
             collector.add(page.items)
+
+
+def _is_collection(body: Any) -> bool:
+    """A collection's page (``value`` and a context without ``$entity``), not an entity."""
+    if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+        return False
+    return not str(body.get("@odata.context", "")).endswith("$entity")
 
 
 def _chunks(ids: Iterable[str]) -> list[list[str]]:

@@ -130,6 +130,7 @@ class ViewMerge:
         memberships = self.memberships or DeltaRound()
         for relation in self.relations.values():
             relation.begin_merge(own, memberships)
+            await relation.prefetch(own)
         candidates: set[str] = set()  # objects that may join without a delta entry of their own
         for scoping in self.scopings:
             candidates |= scoping.candidates(memberships)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared.config import PSEUDO_ATTRIBUTES, ObjectSelection
+from shared.config.generic import SUB_QUERIES, GenericSelection, split_external, sub_query_paths
 
 SOURCE_TYPE = "Microsoft Entra ID"
 MEMBERS = "members"
@@ -44,6 +45,30 @@ def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
     return get
 
 
+def _list_getter(path: str) -> Callable[[Any], Any]:
+    """A sub-query result's attribute (:mod:`shared.extract.subqueries`): a name over a list maps every
+    item (``null`` where one has none), a number picks one item."""
+    parts: list[int | str] = [int(p) if p.isdigit() else p for p in path.split(".")]
+
+    def get(value: Any, rest: list[int | str]) -> Any:
+        for index, part in enumerate(rest):
+            if value is None:
+                return None
+            if isinstance(part, int):
+                if not isinstance(value, list) or part >= len(value):
+                    return None
+                value = value[part]
+            elif isinstance(value, list):
+                return [get(item, rest[index:]) for item in value]
+            elif isinstance(value, dict):
+                value = value.get(part)
+            else:
+                return None
+        return value
+
+    return lambda result: get(result, parts)
+
+
 class Mapper:
     """Maps objects of one selection of one task; relations (pseudo-attributes) arrive as id lists."""
 
@@ -52,12 +77,18 @@ class Mapper:
         self.task_id = task_id
         self.related_codes: dict[str, str] = {}  # pseudo-attribute -> local code
         getters = []
+        sub_getters = []  # (local code, sub-query path, getter): generic selections' sub-query attributes
+        paths = sub_query_paths(selection.sub_queries) if isinstance(selection, GenericSelection) else {}
         for mapping in selection.mappings:
+            source, attribute = split_external(mapping.external, paths)
             if mapping.external in PSEUDO_ATTRIBUTES:
                 self.related_codes[mapping.external] = mapping.local
+            elif source:
+                sub_getters.append((mapping.local, source, _list_getter(attribute)))
             else:
                 getters.append((mapping.local, _getter(mapping.external)))
         self._getters = tuple(getters)
+        self._sub_getters = tuple(sub_getters)
         self._constants: dict[str, str] = {}
         if selection.task_id_attribute:
             self._constants[selection.task_id_attribute] = task_id
@@ -78,6 +109,10 @@ class Mapper:
         attributes = {code: get(obj) for code, get in self._getters}
         for name, code in self.related_codes.items():
             attributes[code] = sorted((related or {}).get(name) or ())
+        if self._sub_getters:
+            results: Any = (related or {}).get(SUB_QUERIES) or {}
+            for code, source, get in self._sub_getters:
+                attributes[code] = get(results.get(source))
         attributes.update(self._constants)
         return {"id": obj["id"], "attributes": attributes}
 

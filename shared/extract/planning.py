@@ -33,10 +33,15 @@ def task_fingerprint(streams: Iterable[Stream]) -> str:
 
 def delta_rounds(streams: list[Stream], *, needs_memberships: bool) -> list[str]:
     """The delta rounds a run follows: each stream's own, and the groups' when memberships feed others."""
-    names = {stream.name for stream in streams if stream.spec.delta}
+    names = {stream.name for stream in streams if stream.spec.delta or stream.spec.watermark}
     if needs_memberships:
         names.add(MEMBERSHIPS.name)
     return sorted(names)
+
+
+def _no_timestamp(streams: list[Stream], names: list[str]) -> str:
+    generic = [s for s in streams if s.name in names and getattr(s.selection, "timestamp_property", 0) is None]
+    return " and no timestamp_property is configured" if generic else ""
 
 
 def plan_run(
@@ -75,9 +80,11 @@ def _decide(
         return Plan("full", "first run: nothing to apply changes to")
     if view.fingerprint != task_fingerprint(streams):
         return Plan("full", "the task's queries or mappings changed")
-    no_delta = sorted(stream.name for stream in streams if not stream.spec.delta)
+    no_delta = sorted(stream.name for stream in streams if not stream.spec.delta and not stream.spec.watermark)
     if no_delta:
-        return Plan("full", f"Graph offers no delta for {', '.join(no_delta)}")
+        return Plan(
+            "full", f"Graph offers no delta for {', '.join(no_delta)}" + _no_timestamp(streams, no_delta)
+        )
     names = {stream.name for stream in streams}
     missing = sorted(n for n in rounds if n not in state.delta_links or (n in names and n not in view.files))
     if missing:

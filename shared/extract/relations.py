@@ -97,6 +97,7 @@ class Relation(Protocol):
     async def full_values(self, ids: list[str]) -> Values: ...
     async def join_values(self, ids: list[str]) -> Values: ...
     def begin_merge(self, own: DeltaRound, memberships: DeltaRound) -> None: ...
+    async def prefetch(self, own: DeltaRound) -> None: ...  # before a merge: read what changed items need
     def touches(self, object_id: str, line: bytes) -> bool: ...
     def patch(self, object_id: str, current: Iterable[str]) -> list[str]: ...
 
@@ -147,6 +148,9 @@ class Members:
     def begin_merge(self, own: DeltaRound, memberships: DeltaRound) -> None:
         self._own = own
 
+    async def prefetch(self, own: DeltaRound) -> None:
+        return None
+
     def touches(self, object_id: str, line: bytes) -> bool:
         own = self._own
         return own is not None and (object_id in own.member_adds or object_id in own.member_removes)
@@ -188,6 +192,9 @@ class MemberOf:
         )
         found = await self.context.fanout.collections(ids, query)
         return {object_id: None if c is None else c.ids for object_id, c in found.items()}
+
+    async def prefetch(self, own: DeltaRound) -> None:
+        return None
 
     def begin_merge(self, own: DeltaRound, memberships: DeltaRound) -> None:
         self._gained, self._lost = memberships.member_of_changes()

@@ -30,6 +30,7 @@ from shared.extract.checkpointing import Checkpoints
 from shared.extract.committing import StreamOutput, commit
 from shared.extract.concurrency import run_all
 from shared.extract.fanout import FanOut
+from shared.extract.generic import is_watermark, start_watermark, watermark_round
 from shared.extract.incremental import DeltaRound, ViewMerge, latest_delta_link, read_round
 from shared.extract.mapping import Mapper
 from shared.extract.pipeline import FullRead
@@ -181,6 +182,9 @@ class TaskRun:
                 by_name = {run.stream.name: run.stream for run in runs}
                 for name in rounds:
                     stream = by_name.get(name) or membership_probe()
+                    if stream.spec.watermark:
+                        delta_links[name] = start_watermark(stream)  # no delta: a timestamp watermark
+                        continue
                     delta_links[name] = await latest_delta_link(
                         client, stream, members=stream.spec is MEMBERSHIPS
                     )
@@ -206,7 +210,15 @@ class TaskRun:
     ) -> dict[str, str]:
         links = self.state.delta_links
         rounds: dict[str, DeltaRound] = {}
+        assert self.state.view is not None
+        by_name = {run.stream.name: run.stream for run in runs}
         for name in plan.rounds:
+            if is_watermark(links[name]):
+                previous_view = self.state.view.files[name]
+                rounds[name] = await watermark_round(
+                    client, by_name[name], links[name], self.services.extracts, previous_view
+                )
+                continue
             rounds[name] = await read_round(client, links[name])
             self.removal_hints.update(removal_hints(rounds[name].removed_reasons))
         assert self.state.view is not None

@@ -46,6 +46,7 @@ class StreamSpec:
     collection: str  # the collection's path under /v1.0 ("users", "devices")
     key: str = "id"  # the property that identifies an object in Graph (joins, delta, the view)
     delta: bool = True  # Graph offers ``{collection}/delta``
+    watermark: str | None = None  # no delta: a timestamp property for incremental rounds (shared.extract.generic)
     relations: Mapping[str, RelationFactory] = field(default_factory=lambda: MappingProxyType({}))
     scopings: tuple[ScopingFactory, ...] = ()
     page_size: int = PAGE_SIZE
@@ -164,8 +165,12 @@ TaskStreams = Callable[[ScheduledTask], list[Stream]]
 
 
 def task_streams(task: ScheduledTask) -> list[Stream]:
-    """The streams a scheduled task reads: its users and/or groups selections."""
+    """The streams a scheduled task reads: its users and/or groups selections, or its generic selection."""
     streams = []
+    if task.generic is not None:
+        from shared.extract.generic import generic_stream
+
+        streams.append(generic_stream(task.generic))
     if task.users is not None:
         streams.append(Stream(USERS, task.users))
     if task.groups is not None:

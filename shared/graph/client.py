@@ -39,6 +39,7 @@ from shared.graph.errors import (
     redact_url,
     translate,
 )
+from shared.graph.pacing import Pacer, version_path
 from shared.logs import graph_request_id
 from shared.retry import IDEMPOTENT, RetryPolicy, parse_retry_after
 
@@ -59,6 +60,8 @@ class RequestStats:
     retries: int = 0
     throttled: int = 0  # 429 answers, direct or inside batches
     waited_s: float = 0.0
+    paced_requests: int = 0  # requests (and batch steps) under a service budget (Intune's)
+    paced_s: float = 0.0  # time spent waiting for that budget instead of being throttled
     by_status: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +72,8 @@ class RequestStats:
             "retries": self.retries,
             "throttled": self.throttled,
             "waited_s": round(self.waited_s, 3),
+            "paced_requests": self.paced_requests,
+            "paced_s": round(self.paced_s, 3),
         }
 
 
@@ -191,8 +196,10 @@ class GraphClient:
         max_connections: int = 16,
         timeout_s: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         root = graph_root.rstrip("/")
+        self.pacer = pacer or Pacer()  # Intune's budget by default (shared.graph.pacing)
         self.base_url = f"{root}/{API_VERSION}"
         self.host = urlsplit(root).netloc.lower()
         self.tokens = tokens
@@ -311,6 +318,7 @@ class GraphClient:
         attempt = 0
         while True:
             attempt += 1
+            await self._pace([version_path(url, self.base_url)])
             try:
                 response = await self._http.request(
                     method, url, headers=headers, json=json_body, content=content
@@ -339,6 +347,13 @@ class GraphClient:
                 "graph %s %s answered %s, retrying in %.1fs", method, redact_url(url), status, decision.wait_s
             )
             await self._wait(decision.wait_s, refused)
+
+    async def _pace(self, paths: list[str]) -> None:
+        """Wait for the service budgets these requests draw on (Intune's): pacing, not 429s."""
+        counted, waited = await self.pacer.before(paths)
+        stats = self.call.stats
+        stats.paced_requests += counted
+        stats.paced_s += waited
 
     async def get_json(
         self,
@@ -403,6 +418,7 @@ class GraphClient:
             # The envelope is a POST, but re-sending it is safe when every step is idempotent: a 503 or
             # a dropped connection then costs a retry, not the run.
             reads_only = all(s.method.upper() in IDEMPOTENT for s in pending)
+            await self._pace([s.url for s in pending])
             response = await self.send(
                 "POST",
                 "/$batch",
