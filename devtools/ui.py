@@ -73,6 +73,7 @@ def ui_environment(users: int = 300) -> Iterator[UiEnvironment]:
     """Azurite and the local Graph, with the demo configuration stored and a few runs in the history."""
     with Azurite() as azurite, LocalGraph(TenantShape(users=users, seed=42)) as graph:
         info = graph.info
+        assert info is not None  # set once the server listens
         environ = {
             "AzureWebJobsStorage": azurite.connection_string,
             "DEMO_CLIENT_SECRET": info.client_secret,

@@ -84,7 +84,7 @@ def routes(admin: AdminService) -> list[Route]:
 
     async def list_definitions(request: Request) -> Response:
         kind = kind_of(request)
-        items = await admin.list(kind)
+        items = await admin.definitions(kind)
         filters = request.query_params
         if kind == "task":
             items = [

@@ -19,6 +19,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
+from starlette.types import ASGIApp
 
 from shared.admin import api, pages
 from shared.admin.access import Access, AccessDenied, AccessMode
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class AdminAccess(BaseHTTPMiddleware):
-    def __init__(self, app, access: Access) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app: ASGIApp, access: Access) -> None:
         super().__init__(app)
         self.access = access
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.admin import signin, transfer
+from shared.admin.definitions import Kind
 from shared.admin.errors import AdminError, Invalid
 from shared.admin.service import AdminService
 
@@ -129,8 +130,8 @@ async def run(args: argparse.Namespace, admin: AdminService) -> int:
 async def _run(args: argparse.Namespace, admin: AdminService) -> int:
     command = args.admin_command
     if command == "list":
-        kind = "connector" if args.what == "connectors" else "task"
-        for item in await admin.list(kind):
+        kind: Kind = "connector" if args.what == "connectors" else "task"
+        for item in await admin.definitions(kind):
             if args.kind and item.usage != args.kind:
                 continue
             extra = f"  connector {item.data.get('connector')}" if kind == "task" else ""
@@ -153,8 +154,8 @@ async def _run(args: argparse.Namespace, admin: AdminService) -> int:
             print(f"ETag: {found.etag}", file=sys.stderr)
             return 0
         if command == "copy":
-            extra = {k: v for k, v in {"protocol": args.protocol, "realm": args.realm}.items() if v}
-            copied = await admin.copy(args.kind, found.id, args.new_name, usage=args.usage, extra=extra)
+            options = {k: v for k, v in {"protocol": args.protocol, "realm": args.realm}.items() if v}
+            copied = await admin.copy(args.kind, found.id, args.new_name, usage=args.usage, extra=options)
             print(f"copied to {copied.name} (id {copied.id})")
             return 0
         etag = found.etag if args.overwrite else args.etag

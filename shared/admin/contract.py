@@ -22,7 +22,7 @@ class ConnectorBody(RootModel[Connector]):
     """A connector definition (``schema/config.schema.json``); ``id`` is given by the connector."""
 
 
-class TaskBody(RootModel[AnyTask]):  # type: ignore[valid-type]
+class TaskBody(RootModel[AnyTask]):
     """A task definition of any kind (``schema/config.schema.json``); ``id`` is given by the connector."""
 
 

@@ -72,7 +72,7 @@ class DefinitionStore:
     def __init__(self, table: TableClient) -> None:
         self.table = table
 
-    async def list(self, kind: Kind | None = None) -> list[Definition]:
+    async def all(self, kind: Kind | None = None) -> list[Definition]:
         def run() -> list[Definition]:
             if kind is None:
                 entities = self.table.list_entities()

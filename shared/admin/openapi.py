@@ -4,7 +4,7 @@ schemas, generated from :mod:`shared.admin.contract` and added to the activities
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic.json_schema import models_json_schema
 
@@ -65,7 +65,7 @@ def admin_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
     refs, defs = models_json_schema(models, ref_template=REF, title="Admin")
     schemas = dict(sorted(defs.get("$defs", {}).items()))
 
-    def ref(model: Any, mode: str = "serialization") -> dict[str, Any]:
+    def ref(model: Any, mode: Literal["validation", "serialization"] = "serialization") -> dict[str, Any]:
         return refs[(model, mode)]
 
     problem = {"application/problem+json": {"schema": ref(c.AdminProblem)}}

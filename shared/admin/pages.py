@@ -132,7 +132,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
 
     async def connector_page(request: Request) -> Response:
         definition = await admin.get("connector", request.path_params["id"])
-        tasks = [d for d in await admin.list("task") if d.data.get("connector") == definition.name]
+        tasks = [d for d in await admin.definitions("task") if d.data.get("connector") == definition.name]
         return _render(
             request,
             "connector.html",
@@ -144,7 +144,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
 
     async def connector_test(request: Request) -> Response:
         definition = await admin.get("connector", request.path_params["id"])
-        tasks = [d for d in await admin.list("task") if d.data.get("connector") == definition.name]
+        tasks = [d for d in await admin.definitions("task") if d.data.get("connector") == definition.name]
         result = await admin.test_connection(definition.id)
         return _render(
             request,
@@ -213,7 +213,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
             calls=calls,
             sign_in=sign_in,
             check=check,
-            connectors=[d.name for d in await admin.list("connector")],
+            connectors=[d.name for d in await admin.definitions("connector")],
             error=error,
         )
 
@@ -243,7 +243,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
         usage = request.query_params.get("usage", "scheduled")
         connector = request.query_params.get("connector", "")
         return _render(request, "new_task.html", usage=usage, connector=connector, kinds=KINDS,
-                       connectors=[d.name for d in await admin.list("connector")], issues={}, text=None)  # fmt: skip
+                       connectors=[d.name for d in await admin.definitions("connector")], issues={}, text=None)  # fmt: skip
 
     async def task_create(request: Request) -> Response:
         form = await request.form()
@@ -315,7 +315,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
         )
 
     async def transfer_page(request: Request) -> Response:
-        return _render(request, "transfer.html", connectors=await admin.list("connector"), plan=None)
+        return _render(request, "transfer.html", connectors=await admin.definitions("connector"), plan=None)
 
     async def export_file(request: Request) -> Response:
         form = await request.form()
@@ -338,7 +338,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
         form = await request.form()
         upload = form.get("file")
         text = await upload.read() if upload is not None and not isinstance(upload, str) else b""
-        connectors = await admin.list("connector")
+        connectors = await admin.definitions("connector")
         try:
             plan = await transfer.import_file(
                 admin,
@@ -354,7 +354,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
             return _render(
                 request, "transfer.html", exc.status, connectors=connectors, plan=None, error=exc.detail
             )
-        return _render(request, "transfer.html", connectors=await admin.list("connector"), plan=plan)
+        return _render(request, "transfer.html", connectors=await admin.definitions("connector"), plan=plan)
 
     async def settings_page(request: Request) -> Response:
         return _render(request, "settings.html", settings=admin.settings())

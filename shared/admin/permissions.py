@@ -22,8 +22,8 @@ GROUP_MEMBER_READ = (
     "Group.Read.All",
     "GroupMember.ReadWrite.All",
     "Group.ReadWrite.All",
+    *_DIRECTORY_READ,
 )
-GROUP_MEMBER_READ = (*GROUP_MEMBER_READ, *_DIRECTORY_READ)
 USER_WRITE = ("User.ReadWrite.All", "Directory.ReadWrite.All")
 USER_PASSWORD = ("User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All")
 GROUP_WRITE = ("Group.ReadWrite.All", "Directory.ReadWrite.All")

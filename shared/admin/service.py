@@ -141,25 +141,25 @@ class AdminService:
         )
 
     # ------------------------------------------------------------------------------------ definitions
-    async def list(self, kind: Kind | None = None) -> list[Definition]:
-        return await self.store.list(kind)
+    async def definitions(self, kind: Kind | None = None) -> list[Definition]:
+        return await self.store.all(kind)
 
     async def get(self, kind: Kind, id: str) -> Definition:
         return await self.store.get(kind, id)
 
     async def find(self, kind: Kind, name_or_id: str) -> Definition:
         """By id, or else by name (names ignore case): for the CLI and links people type."""
-        for definition in await self.store.list(kind):
+        for definition in await self.store.all(kind):
             if definition.id == name_or_id:
                 return definition
-        for definition in await self.store.list(kind):
+        for definition in await self.store.all(kind):
             if definition.name.lower() == name_or_id.lower():
                 return definition
         raise NotFound(f"no {kind} named or with id {name_or_id!r}")
 
     async def config(self) -> Config:
         """The stored configuration as the runner sees it."""
-        return parse_config(self._document(await self.store.list()))
+        return parse_config(self._document(await self.store.all()))
 
     @staticmethod
     def _document(definitions: list[Definition]) -> dict[str, Any]:
@@ -197,7 +197,7 @@ class AdminService:
                 [ConfigIssue("id", "is given by the connector when the definition is first stored")]
             )
         data = {"id": new_id(), **data}
-        self._validate(await self.store.list(), kind, data)
+        self._validate(await self.store.all(), kind, data)
         return await self.store.insert(kind, data)
 
     async def update(
@@ -210,7 +210,7 @@ class AdminService:
         if data.get("id", id) != id:
             raise Invalid([ConfigIssue("id", "cannot be changed")])
         data = {"id": id, **{k: v for k, v in data.items() if k != "id"}}
-        definitions = await self.store.list()
+        definitions = await self.store.all()
         current = next((d for d in definitions if d.kind == kind and d.id == id), None)
         if current is None:
             raise NotFound(f"no {kind} with id {id!r}")
@@ -240,7 +240,7 @@ class AdminService:
     async def delete(self, kind: Kind, id: str, etag: str | None, *, force: bool = False) -> None:
         if not etag:
             raise PreconditionRequired("send the definition's ETag in If-Match (read it first)")
-        definitions = await self.store.list()
+        definitions = await self.store.all()
         current = next((d for d in definitions if d.kind == kind and d.id == id), None)
         if current is None:
             raise NotFound(f"no {kind} with id {id!r}")
@@ -364,7 +364,7 @@ class AdminService:
         return record
 
     async def overview(self) -> list[ConnectorSummary]:
-        definitions = await self.store.list()
+        definitions = await self.store.all()
         usage = await self._usage()
         summaries = []
         for connector in (d for d in definitions if d.kind == "connector"):
@@ -435,7 +435,7 @@ class AdminService:
             }
         except Exception as exc:
             result["read"] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
-        tasks = [d for d in await self.store.list("task") if d.data.get("connector") == connector.name]
+        tasks = [d for d in await self.store.all("task") if d.data.get("connector") == connector.name]
         needs: list[Need] = [need for task in tasks for need in needs_of(task.data)]
         result["features"] = [
             {"task": n.task, "feature": n.feature, "any_of": list(n.any_of), "granted": n.met_by(set(roles))}

@@ -84,7 +84,7 @@ async def export(
         raise Invalid(
             [ConfigIssue("password", "required to include secret values (they are encrypted with it)")]
         )
-    definitions = await admin.store.list()
+    definitions = await admin.store.all()
     connectors = [d for d in definitions if d.kind == "connector" and d.id in connector_ids]
     missing = sorted(set(connector_ids) - {d.id for d in connectors})
     if missing:
@@ -240,7 +240,7 @@ async def import_file(
     tasks = document.get("tasks")
     if not isinstance(connectors, list) or not isinstance(tasks, list):
         raise Refused("the file has no connectors and tasks lists")
-    definitions = await admin.store.list()
+    definitions = await admin.store.all()
     result: dict[tuple[Kind, str], dict[str, Any]] = {(d.kind, d.id): d.data for d in definitions}
     current = {(d.kind, d.id): d for d in definitions}
     plan = ImportPlan()

@@ -41,17 +41,17 @@ def target(graph, environ, monkeypatch):
 
 
 async def _snapshot(admin: AdminService) -> list[tuple[str, str, str]]:
-    return [(d.kind, d.id, d.etag) for d in await admin.store.list()]
+    return [(d.kind, d.id, d.etag) for d in await admin.store.all()]
 
 
 async def test_round_trip_with_secret_values_into_the_target_key_vault(admin, target, graph):
-    connector = (await admin.list("connector"))[0]
+    connector = (await admin.definitions("connector"))[0]
     document = await export(admin, [connector.id], password="correct horse", include_secrets=True)
     assert "seal" in document and graph.info.client_secret not in json.dumps(document)
     text = json.dumps(document)
 
     plan = await import_file(target, text, password="correct horse", key_vault_url=graph.info.key_vault_url)
-    assert not plan.applied and await target.store.list() == []  # the dry run changed nothing
+    assert not plan.applied and await target.store.all() == []  # the dry run changed nothing
     assert {(c.kind, c.name, c.action) for c in plan.changes} == {
         ("connector", "local", "create"),
         ("task", "people", "create"),
@@ -61,7 +61,7 @@ async def test_round_trip_with_secret_values_into_the_target_key_vault(admin, ta
         target, text, password="correct horse", dry_run=False, key_vault_url=graph.info.key_vault_url
     )
     assert plan.applied and plan.secrets == ["local-secret"]
-    imported = {d.name: d for d in await target.store.list()}
+    imported = {d.name: d for d in await target.store.all()}
     assert imported["local"].id == connector.id  # the stable id travels
     reference = imported["local"].data["credential"]["secret"]
     assert reference == {"key_vault": f"{graph.info.key_vault_url}/secrets/local-secret"}
@@ -73,7 +73,7 @@ async def test_round_trip_with_secret_values_into_the_target_key_vault(admin, ta
 
 
 async def test_refusals_change_nothing(admin, target, graph):
-    connector = (await admin.list("connector"))[0]
+    connector = (await admin.definitions("connector"))[0]
     document = await export(admin, [connector.id], password="pw-1234567")
     before = await _snapshot(target)
 
@@ -98,22 +98,22 @@ async def test_refusals_change_nothing(admin, target, graph):
 async def test_same_tenant_and_client_merges_into_the_existing_connector(admin, target, graph):
     # The target already has the tenant's connector under another name.
     await target.services.config_store.save(task_config(graph.info, name="existing-task"))
-    existing = (await target.list("connector"))[0]
+    existing = (await target.definitions("connector"))[0]
     renamed = {**existing.data, "name": "prod-tenant"}
     await target.update("connector", existing.id, renamed, existing.etag)
-    document = await export(admin, [(await admin.list("connector"))[0].id])
+    document = await export(admin, [(await admin.definitions("connector"))[0].id])
     plan = await import_file(target, json.dumps(document), dry_run=False)
     assert ("connector", "prod-tenant", "merge") in {(c.kind, c.name, c.action) for c in plan.changes}
-    tasks = {d.name: d.data["connector"] for d in await target.list("task")}
+    tasks = {d.name: d.data["connector"] for d in await target.definitions("task")}
     assert tasks == {"existing-task": "prod-tenant", "people": "prod-tenant"}
-    assert [c.name for c in await target.list("connector")] == ["prod-tenant"]
+    assert [c.name for c in await target.definitions("connector")] == ["prod-tenant"]
 
 
 async def test_import_that_would_leave_an_invalid_configuration_is_refused_whole(admin, target):
-    connector = (await admin.list("connector"))[0]
+    connector = (await admin.definitions("connector"))[0]
     document = await export(admin, [connector.id])
     document["tasks"][0]["mode"] = "sometimes"
     document["digest"] = "sha256:" + hashlib.sha256(_body(document)).hexdigest()  # a consistent file
     with pytest.raises(Invalid, match="mode"):
         await import_file(target, json.dumps(document), dry_run=False)
-    assert await target.store.list() == []
+    assert await target.store.all() == []
