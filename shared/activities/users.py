@@ -90,11 +90,12 @@ async def password_for(call: ActivityCall, given: str | None) -> str:
                 )
             ]
         )
-    assert policy.default_password is not None
+    ref = policy.default_password
+    assert ref is not None
     try:
-        return await asyncio.to_thread(
-            resolve_secret, policy.default_password, environ=call.environ, key_vault=call.key_vault
-        )
+        if ref.app_setting is not None:  # no I/O: the platform resolved any Key Vault reference already
+            return resolve_secret(ref, environ=call.environ)
+        return await asyncio.to_thread(resolve_secret, ref, environ=call.environ, key_vault=call.key_vault)
     except SecretError as exc:
         raise ActivityError(
             502, "secret-unavailable", f"the default password cannot be read: {exc}"
