@@ -103,6 +103,7 @@ class LogEntry:
     resource_units: int
     in_batch: bool
     throttled: bool
+    service_s: float = 0.0  # the server's own time on an HTTP request (handler and rendering, no latency)
 
 
 @dataclass
@@ -123,11 +124,14 @@ class RequestLog:
         by_template: Counter[str] = Counter()
         batched: Counter[str] = Counter()
         statuses: Counter[int] = Counter()
+        service: Counter[str] = Counter()
         units = 0
         throttled = 0
         for entry in self.entries:
             key = f"{entry.method} {entry.template}"
             (batched if entry.in_batch else by_template)[key] += 1
+            if not entry.in_batch:
+                service[key] += entry.service_s
             statuses[entry.status] += 1
             throttled += entry.throttled
             if not entry.throttled:
@@ -142,6 +146,10 @@ class RequestLog:
             "by_path": dict(sorted(by_template.items())),
             "batched_by_path": dict(sorted(batched.items())),
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            # The server's own time per HTTP request (it shares the machine with its clients), by path.
+            "service_s": sum(service.values()),
+            "service_s_by_path": {k: round(v, 6) for k, v in sorted(service.items())},
+            "process_cpu_s": time.process_time(),
         }
 
     def clear(self) -> None:

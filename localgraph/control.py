@@ -41,7 +41,7 @@ from localgraph.tenant import COLLECTIONS, AppRegistration, DirObject, Tenant
 
 
 def export(tenant: Tenant, obj: DirObject) -> dict[str, Any]:
-    item = dict(obj.props)
+    item = dict(obj.view)
     item["@odata.type"] = obj.odata_type
     if obj.kind == "group":
         item["members"] = list(tenant.members.get(obj.id, {}))

@@ -274,7 +274,7 @@ def _properties(obj: DirObject, names: list[str], cleared: set[str] | None = Non
     """``id`` plus the named properties that are set; a name in ``cleared`` that is unset is ``null``
     (it was set before and the client must learn it is gone); never-set properties are omitted."""
     declared = schema.structural_properties(obj.kind)
-    props = obj.props
+    props = obj.view
     item: dict[str, Any] = {}
     for name in names:
         if name not in declared and not name.startswith("extension_"):

@@ -118,9 +118,9 @@ class ListQuery:
         return bool(self.orderby) or self.search is not None
 
     def matches(self, obj: DirObject) -> bool:
-        if self.predicate is not None and not self.predicate(obj.props):
+        if self.predicate is not None and not self.predicate(obj.view):
             return False
-        return self.search is None or odata.evaluate_search(self.search, obj.props)
+        return self.search is None or odata.evaluate_search(self.search, obj.view)
 
 
 def parse_list_query(
@@ -369,9 +369,7 @@ def project(obj: DirObject, select: list[str] | None, *, with_type: bool = False
     for the few non-nullable ones); ``onPremisesExtensionAttributes`` always has its 15 keys; unset
     extension properties are omitted; stream properties (``application.logo``) are never in JSON bodies.
     """
-    return project_props(
-        obj.kind, obj.id, obj.props, select, odata_type=obj.odata_type if with_type else None
-    )
+    return project_props(obj.kind, obj.id, obj.view, select, odata_type=obj.odata_type if with_type else None)
 
 
 def project_props(
@@ -414,7 +412,7 @@ def project_props(
 
 def sort_key(prop: str) -> Callable[[DirObject], Any]:
     def key(obj: DirObject) -> Any:
-        value = obj.props.get(prop)
+        value = obj.view.get(prop)
         if isinstance(value, str):
             return (0, value.lower())
         return (1, "") if value is None else (0, value)
