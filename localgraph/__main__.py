@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=200, help="users in the generated tenant (default 200)")
     parser.add_argument("--groups", type=int, help="groups (default users/10, at least 10)")
     parser.add_argument("--memberships", type=int, help="direct memberships (default users*10)")
+    parser.add_argument(
+        "--devices", type=int, help="Entra devices, about 80%% of them Intune-managed (default users/10)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="generation seed (same seed, same tenant)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--state-dir", type=Path, help="where to write the CA and certificates")
@@ -33,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the connection facts as one JSON line")
     args = parser.parse_args(argv)
 
-    shape = TenantShape(users=args.users, groups=args.groups, memberships=args.memberships, seed=args.seed)
+    shape = TenantShape(
+        users=args.users,
+        groups=args.groups,
+        memberships=args.memberships,
+        devices=args.devices,
+        seed=args.seed,
+    )
     settings = GraphSettings(
         latency_ms=args.latency_ms, token_lifetime_s=args.token_lifetime, enforce_budgets=not args.no_budgets
     )

@@ -4,6 +4,7 @@
     python -m shared.cli config import config.json      # validate, then store in the config table
     python -m shared.cli config show
     python -m shared.cli run TASK [--config config.json] [--full-resync]
+    python -m shared.cli preview TASK [--id OBJECT_ID | --sample N]   # read and map, write nothing
     python -m shared.cli enqueue TASK [--force]          # let the Function App run it
     python -m shared.cli clear-cache TASK                # the next run delivers every record once
     python -m shared.cli approve TASK RUN                # release the changes of a held run, once
@@ -118,6 +119,29 @@ async def _run(args: argparse.Namespace, environ: dict[str, str]) -> int:
     return 0 if outcome.record.status == "succeeded" else 1
 
 
+async def _preview(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from shared.extract.preview import preview, render
+    from shared.services import Services
+    from shared.settings import Settings
+
+    services = Services(Settings.from_environ(environ), environ=environ)  # storage is only read
+    try:
+        config = load_config(args.config) if args.config else await services.config_store.load()
+        items = await preview(services, config, args.task, object_id=args.id, sample=args.sample)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        print(str(exc), file=sys.stderr)
+        return 2
+    finally:
+        await services.aclose()
+    if not items:
+        print(f"no object {args.id} in any stream of {args.task}" if args.id else "no objects", file=sys.stderr)
+        return 1
+    print(json.dumps(render(items), indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
 async def _enqueue(args: argparse.Namespace, environ: dict[str, str]) -> int:
     from shared.storage.queues import RunRequest
 
@@ -215,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         "--full-resync", action="store_true", help="incremental tasks: read everything this time"
     )
     run.add_argument("--force", action="store_true", help="run even though the task is disabled")
+    show = commands.add_parser("preview", help="read and map a task's objects as a run would; write nothing")
+    show.add_argument("task")
+    chosen = show.add_mutually_exclusive_group()
+    chosen.add_argument("--id", help="one object's id (looked up in each of the task's streams)")
+    chosen.add_argument("--sample", type=int, default=3, help="the first N objects of each stream (default 3)")
+    show.add_argument("--config", type=Path, help="use this file instead of the stored configuration")
     enqueue = commands.add_parser("enqueue", help="queue a run for the Function App")
     enqueue.add_argument("task")
     enqueue.add_argument("--force", action="store_true", help="run even though the task is disabled")
@@ -249,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return asyncio.run(_run(args, environ))
+        if args.command == "preview":
+            return asyncio.run(_preview(args, environ))
         if args.command == "enqueue":
             return asyncio.run(_enqueue(args, environ))
         if args.command == "clear-cache":
