@@ -136,7 +136,9 @@ async def _preview(args: argparse.Namespace, environ: dict[str, str]) -> int:
     finally:
         await services.aclose()
     if not items:
-        print(f"no object {args.id} in any stream of {args.task}" if args.id else "no objects", file=sys.stderr)
+        print(
+            f"no object {args.id} in any stream of {args.task}" if args.id else "no objects", file=sys.stderr
+        )
         return 1
     print(json.dumps(render(items), indent=2, ensure_ascii=False, default=str))
     return 0
@@ -243,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("task")
     chosen = show.add_mutually_exclusive_group()
     chosen.add_argument("--id", help="one object's id (looked up in each of the task's streams)")
-    chosen.add_argument("--sample", type=int, default=3, help="the first N objects of each stream (default 3)")
+    chosen.add_argument(
+        "--sample", type=int, default=3, help="the first N objects of each stream (default 3)"
+    )
     show.add_argument("--config", type=Path, help="use this file instead of the stored configuration")
     enqueue = commands.add_parser("enqueue", help="queue a run for the Function App")
     enqueue.add_argument("task")
