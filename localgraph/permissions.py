@@ -129,6 +129,23 @@ def _patch_user(req: GraphRequest) -> Requirement:
     return needs
 
 
+# A change-notification subscription needs the read permission of its resource: User.Read.All for users,
+# Group.Read.All for groups (GroupMember.Read.All is not enough), or a broader one that includes it
+# [docs/graph-behaviour.md section 12; Learn: subscription-post-subscriptions].
+SUBSCRIBE: dict[str, Roles] = {
+    "users": frozenset({"User.Read.All", "User.ReadWrite.All"}) | DIRECTORY_READ,
+    "groups": frozenset({"Group.Read.All", "Group.ReadWrite.All"}) | DIRECTORY_READ,
+}
+
+
+def _subscribe(req: GraphRequest) -> Requirement:
+    """POST /subscriptions: the permission follows the body's ``resource`` (a resource that names neither
+    users nor groups is the handler's 400)."""
+    resource = _body(req).get("resource")
+    collection = resource.strip().lstrip("/").split("/")[0].lower() if isinstance(resource, str) else ""
+    return [SUBSCRIBE[collection]] if collection in SUBSCRIBE else []
+
+
 WRITES: dict[tuple[str, str], Requirement | Callable[[GraphRequest], Requirement]] = {
     ("POST", "/users"): [USER_WRITE],
     ("PATCH", "/users/{id}"): _patch_user,
@@ -159,6 +176,7 @@ WRITES: dict[tuple[str, str], Requirement | Callable[[GraphRequest], Requirement
     ("POST", "/directory/deletedItems/{id}/restore"): [ANY_DELETE],  # refined by the object's kind
     ("DELETE", "/directory/deletedItems/{id}"): [ANY_DELETE],
     ("POST", "/directoryObjects/getByIds"): [DIRECTORY_READ],
+    ("POST", "/subscriptions"): _subscribe,
 }
 
 

@@ -64,7 +64,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from localgraph import permissions
 from localgraph.context import ServerContext
 from localgraph.errors import GraphError
 from localgraph.routing import GraphRequest, GraphResponse, Router
@@ -82,16 +81,8 @@ QUOTA_PER_APP_AND_TENANT = 100
 QUOTA_PER_TENANT = 1_000
 VALIDATION_TIMEOUT_S = 10.0
 RETRY_WINDOW_S = 4 * 3600.0
-# Application permissions a subscription needs: User.Read.All for users, Group.Read.All for groups, or
-# broader ones that include them [section 12; Learn: subscription-post-subscriptions].
-SUBSCRIBE_ROLES = {
-    "users": frozenset(
-        {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-    ),
-    "groups": frozenset(
-        {"Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-    ),
-}
+# The permission a subscription needs (User.Read.All, Group.Read.All) is checked by the request pipeline
+# before the handler runs (localgraph.permissions.SUBSCRIBE).
 _RESOURCE = re.compile(
     r"^/?(?P<collection>users|groups)(?:/(?P<id>[^/?#]+)(?:/(?P<nav>members|owners))?)?$", re.IGNORECASE
 )
@@ -565,7 +556,6 @@ def parse_new(ctx: ServerContext, req: GraphRequest, body: dict[str, Any]) -> Su
             "groups/{id}/members, groups/{id}/owners (without a base URL)."
         )
     collection = match.group("collection").lower()
-    permissions.require(req, SUBSCRIBE_ROLES[collection])
     change_type = body.get("changeType")
     change_types = _change_types(change_type)
     notification_url = _check_url(body.get("notificationUrl"), "notificationUrl", settings)

@@ -219,6 +219,10 @@ def test_a_subscription_needs_a_read_permission_for_its_resource(graph, control,
         # Group.Read.All is what group subscriptions need; GroupMember.Read.All is not enough.
         response = other.post("/subscriptions", json=body(server, resource="groups"))
         assert_error(response, 403, "Authorization_RequestDenied")
+    reader = control.add_app(["Group.Read.All"])
+    with graph_client(graph.info, client_id=reader["client_id"], secret=reader["client_secret"]) as groups:
+        assert groups.post("/subscriptions", json=body(server, resource="/groups")).status_code == 201
+        assert_error(groups.post("/subscriptions", json=body(server)), 403, "Authorization_RequestDenied")
 
 
 def test_quota_of_100_subscriptions_per_app_and_tenant(http, receiver, control):
