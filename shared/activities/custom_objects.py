@@ -16,10 +16,12 @@ from shared.activities.contract import (
     CustomObjectRequest,
     CustomUpdateRequest,
 )
-from shared.activities.problems import from_graph_error, invalid
+from shared.activities.problems import ActivityError, from_graph_error, invalid
+from shared.activities.translation import from_graph
 from shared.activities.users import graph_body, response
 from shared.config.event_tasks import CustomObjects
 from shared.graph.errors import GraphError, NotFound
+from shared.retry import Action
 
 # object class (first path segment) -> why Graph refuses an app-only write of it
 REFUSALS = {
@@ -54,9 +56,16 @@ async def create(call: ActivityCall, request: CustomCreateRequest) -> ActivityRe
     try:
         created = (await call.send("POST", f"/{objects.object_class}", json_body=body)).json()
     except GraphError as error:
+        if error.action == Action.LOOKUP:
+            # No natural key to look the object up by: say so rather than invite a duplicate.
+            raise ActivityError(
+                502,
+                "outcome-unknown",
+                f"creating the {objects.object_class} object had no answer from Graph ({error}); it may or may "
+                "not exist now: check before repeating the call",
+                graph=error,
+            ) from None
         raise from_graph_error(error, explanation=_explanation(objects, error)) from None
-    from shared.activities.translation import from_graph
-
     return ActivityResponse(
         **response(
             call, object_id=created.get("id"), result=from_graph({**body, **created}, objects, call.task)

@@ -59,7 +59,9 @@ def handler_for(routes, case) -> tuple[str, dict[str, str]]:
 def test_fuzz_every_operation(fuzz_target, loop, mode, control):
     schema = schemathesis.openapi.from_dict(build())
     operations = [result.ok() for result in schema.get_all_operations()]
-    operations = [op for op in operations if op.path.startswith("/api/v1/activities/")]  # the admin API has its own
+    operations = [
+        op for op in operations if op.path.startswith("/api/v1/activities/")
+    ]  # the admin API has its own
     operations = [op for op in operations if "admin" not in op.definition.raw.get("tags", [])]  # tests/admin
     checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
     seen_statuses: dict[int, int] = {}

@@ -33,6 +33,18 @@ async def test_custom_objects_create_update_delete(call, control):
     assert all(a["id"] != app_id for a in control.objects("applications") if not a.get("deletedDateTime"))
 
 
+async def test_custom_object_create_with_unknown_outcome_is_not_repeated(call, control):
+    control.set_faults({"status": 504, "method": "POST", "path": "^/applications$", "count": 1})
+    control.clear_requests()
+    status, body, _ = await call("objects.create", {"task": "apps", "values": {"app_name": "Maybe"}})
+    assert (
+        status == 502
+        and body["type"].endswith(":outcome-unknown")
+        and "check before repeating" in body["exception"]
+    )
+    assert control.requests()["by_path"] == {"POST /applications": 1}
+
+
 async def test_custom_object_refused_by_graph_is_explained(call, control):
     before = len(control.objects("contacts"))
     status, body, _ = await call(
@@ -305,3 +317,32 @@ async def test_run_task_refuses_event_tasks_and_unknown_names(call):
     assert status == 400 and body["errors"][0]["field"] == "task"
     status, body, _ = await call("tasks.run", {"task": "nope"})
     assert status == 400 and body["errors"][0]["field"] == "task"
+
+
+async def test_the_poll_url_follows_the_run_to_its_end(call, services, handlers):
+    import azure.functions as func
+
+    status, body, headers = await call("tasks.run", {"task": "nightly"})
+    run_id = body["run_id"]
+
+    async def poll(task: str, run: str) -> tuple[int, dict]:
+        request = func.HttpRequest(
+            method="GET",
+            url=f"https://connector.example/api/v1/activities/tasks/runs/{task}/{run}",
+            body=b"",
+            route_params={"task": task, "run_id": run},
+        )
+        response = await handlers["activity_run_status"](request)
+        return response.status_code, json.loads(response.get_body())
+
+    status, body = await poll("nightly", run_id)
+    assert status == 202 and body["run_status"] == "queued" and body["poll"] == headers["Location"]
+    await services.history.put(RunRecord(task="nightly", run_id=run_id, trigger="activity", status="running"))
+    assert (await poll("nightly", run_id))[1]["run_status"] == "running"
+    await services.history.put(
+        RunRecord(task="nightly", run_id=run_id, trigger="activity", status="failed", error="Graph said no")
+    )
+    status, body = await poll("nightly", run_id)
+    assert status == 502 and body["outcome"] == "Exception" and "Graph said no" in body["exception"]
+    status, body = await poll("nightly", "../../etc")
+    assert status == 400 and body["errors"][0]["field"] == "run_id"
