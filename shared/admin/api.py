@@ -138,8 +138,8 @@ def routes(admin: AdminService) -> list[Route]:
         return JSONResponse(record.model_dump(mode="json"), 202)
 
     async def stop(request: Request) -> Response:
-        await admin.stop(request.path_params["id"])
-        return Response(status_code=202)
+        record = await admin.stop(request.path_params["id"])
+        return JSONResponse({"task": record.task, "run_id": record.run_id, "stop": "requested"}, 202)
 
     async def clear_cache(request: Request) -> Response:
         await admin.clear_cache(request.path_params["id"])

@@ -178,7 +178,8 @@ async def _run(args: argparse.Namespace, admin: AdminService) -> int:
         _print(record.model_dump(mode="json"))
         return 0
     if command == "stop":
-        await admin.stop((await admin.find("task", args.task)).id)
+        record = await admin.stop((await admin.find("task", args.task)).id)
+        print(f"asked run {record.run_id} of {record.task} to stop at its next page boundary")
         return 0
     if command == "sign-in":
         answer = await signin.may_sign_in(admin, (await admin.find("task", args.task)).id, args.user)

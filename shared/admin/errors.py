@@ -70,10 +70,3 @@ class Refused(AdminError):
 
     status = 422
     title = "Refused"
-
-
-class NotAvailable(AdminError):
-    """An operation whose backing part is not present in this build (named in the message)."""
-
-    status = 501
-    title = "Not available"

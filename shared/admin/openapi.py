@@ -38,7 +38,6 @@ _ERRORS = {
     "412": "The definition changed since it was read (If-Match): read it again",
     "422": "Invalid: every invalid field in errors; or an import file refused (password, tampering, version)",
     "428": "If-Match is required",
-    "501": "The operation's backing part is not in this build",
 }
 
 
@@ -157,12 +156,15 @@ def admin_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
     paths[f"{PREFIX}/v1/tasks/{{id}}/run"] = {
         "post": op("admin_run_task", "Queue a run now", "202", None, params=[_ID], errors=("404", "409"))
     }
-    for action, summary in (("stop", "Stop the running run"), ("clear-cache", "Clear the task's cache")):
-        paths[f"{PREFIX}/v1/tasks/{{id}}/{action}"] = {
-            "post": op(
-                f"admin_{action.replace('-', '_')}", summary, "202", None, params=[_ID], errors=("404", "501")
-            )
-        }
+    paths[f"{PREFIX}/v1/tasks/{{id}}/stop"] = {
+        "post": op("admin_stop", "Ask the running run to stop at its next page boundary", "202", None,
+                   params=[_ID], errors=("404", "409"))
+    }  # fmt: skip
+    paths[f"{PREFIX}/v1/tasks/{{id}}/clear-cache"] = {
+        "post": op(
+            "admin_clear_cache", "Clear the task's cache", "204", None, params=[_ID], errors=("404", "409")
+        )
+    }
     paths[f"{PREFIX}/v1/tasks/{{id}}/runs"] = {
         "get": op("admin_history", "A task's run history, newest first", "200", c.RunList, params=[_ID])
     }
@@ -171,7 +173,7 @@ def admin_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
     }
     paths[f"{PREFIX}/v1/tasks/{{id}}/runs/{{run_id}}/approve"] = {
         "post": op(
-            "admin_approve", "Approve a held run", "202", None, params=[_ID, _RUN], errors=("404", "501")
+            "admin_approve", "Approve a held run", "202", None, params=[_ID, _RUN], errors=("404", "409")
         )
     }
     paths[f"{PREFIX}/v1/tasks/{{id}}/sign-in-check"] = {

@@ -269,8 +269,8 @@ def routes(admin: AdminService) -> list[Route | Mount]:
                 record = await admin.run_now(id)
                 return _back(request, f"/tasks/{id}", message=f"run {record.run_id} queued")
             if action == "stop":
-                await admin.stop(id)
-                return _back(request, f"/tasks/{id}", message="stop requested")
+                record = await admin.stop(id)
+                return _back(request, f"/tasks/{id}", message=f"run {record.run_id} asked to stop")
             if action == "clear-cache":
                 await admin.clear_cache(id)
                 return _back(request, f"/tasks/{id}", message="cache cleared")

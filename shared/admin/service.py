@@ -22,7 +22,6 @@ from shared.admin.errors import (
     Conflict,
     ForceRequired,
     Invalid,
-    NotAvailable,
     NotFound,
     PreconditionRequired,
 )
@@ -317,12 +316,17 @@ class AdminService:
         await self.services.queue.enqueue(request)
         return record
 
-    async def stop(self, id: str) -> None:
-        task = await self.task_definition(id)
-        raise NotAvailable(
-            f"stopping {task.name!r} needs the runner to check a stop request at each page boundary, which "
-            "this build's runner does not do yet"
-        )
+    async def stop(self, id: str) -> RunRecord:
+        """Ask the task's running run to stop: it stops at its next page boundary, commits nothing and is
+        recorded ``stopped`` (shared/storage/stops.py). Answers the run asked."""
+        from shared.storage.stops import StopRequests
+
+        task = await self._scheduled(id)
+        running = [r for r in await self.services.history.list(task.name, limit=5) if r.status == "running"]
+        if not running:
+            raise Conflict(f"no run of {task.name!r} is running")
+        await StopRequests(self.services.state.table).request(task.name, running[0].run_id)
+        return running[0]
 
     async def clear_cache(self, id: str) -> None:
         """The task's next run delivers every record once (the read side's delivery cache; delta links kept)."""

@@ -14,6 +14,7 @@ relations of new objects (a new group's members) are read directly, through the 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,13 +83,17 @@ class DeltaRound:
         return gained, lost
 
 
-async def read_round(client: GraphClient, delta_link: str) -> DeltaRound:
+async def read_round(
+    client: GraphClient, delta_link: str, stop: Callable[[], Awaitable[None]] | None = None
+) -> DeltaRound:
     """Every page of one delta round. Any refusal of the link itself (Graph documents ``syncStateNotFound``,
     ``resyncRequired`` and 410 Gone, but not every shape an expired or garbled token can take; or a link for
     a host the connector no longer uses) is a :class:`DeltaTokenExpired`: the caller reads everything."""
     result = DeltaRound()
     try:
         async for page in client.pages(delta_link):
+            if stop is not None:
+                await stop()  # at each page boundary: an administrator's stop request
             for item in page.items:
                 result.add(item)
             if page.delta_link:

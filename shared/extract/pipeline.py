@@ -27,6 +27,7 @@ CHECKPOINT_EVERY_S = 20.0
 PAGES_IN_FLIGHT = 3
 
 SaveCheckpoint = Callable[[str, StreamCheckpoint], Awaitable[None]]
+StopCheck = Callable[[], Awaitable[None]]  # raises when an administrator asked the run to stop
 Progress = Callable[[str, int], None]
 
 
@@ -51,6 +52,7 @@ class FullRead:
     counts: RunCounts
     save_checkpoint: SaveCheckpoint
     progress: Progress | None = None
+    stop: StopCheck | None = None  # checked at each page boundary (shared/storage/stops.py)
 
     async def run(self, resume: StreamCheckpoint | None) -> None:
         stream = self.stream
@@ -76,6 +78,8 @@ class FullRead:
         async with first_error(), asyncio.TaskGroup() as pages:
             number = 0
             async for page in self.client.pages(start, params=params, headers=stream.headers()):
+                if self.stop is not None:
+                    await self.stop()
                 await gate.acquire()
                 pages.create_task(process(number, page.items, page.next_link))
                 number += 1

@@ -45,6 +45,7 @@ from shared.runs import RunCounts, RunRecord, RunRequest, TaskState
 from shared.services import Services
 from shared.storage import blobs
 from shared.storage.lease import TaskLease
+from shared.storage.stops import RunStopped, StopRequests, StopSignal
 from shared.storage.tables import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class TaskRun:
             services.state, task.name, request.run_id, self.fingerprint, self.connector, lease
         )
         self.state = TaskState()
+        self.stop = StopSignal(StopRequests(services.state.table), task.name, request.run_id)
         self.removal_hints: dict[str, str] = {}  # delivery: why delta removed an object (id -> reason)
 
     # ------------------------------------------------------------------------------------- streams
@@ -199,7 +201,7 @@ class TaskRun:
                 scope = await scoping.narrow(scope, context.fanout)
             read = FullRead(
                 client, run.stream, run.mapper, scope, run.relations, run.output.writer, run.output.counts,
-                self.checkpoints.save_stream, self.progress,
+                self.checkpoints.save_stream, self.progress, self.stop,
             )  # fmt: skip
             jobs.append(read.run(checkpoint.streams.get(run.stream.name)))
         await run_all(jobs)
@@ -219,7 +221,7 @@ class TaskRun:
                     client, by_name[name], links[name], self.services.extracts, previous_view
                 )
                 continue
-            rounds[name] = await read_round(client, links[name])
+            rounds[name] = await read_round(client, links[name], self.stop)
             self.removal_hints.update(removal_hints(rounds[name].removed_reasons))
         assert self.state.view is not None
         jobs = []
@@ -297,6 +299,12 @@ async def _run_task(
         delivered = await after_commit(
             services, task, run.connector, record, lease=lease, hints=run.removal_hints, selections=selections
         )
+    except RunStopped as exc:
+        # Nothing was committed: drop the checkpoint, and the view and delta links stay as they were.
+        log.info("run stopped: %s", exc)
+        await run.checkpoints.abandon()
+        await run.stop.requests.clear(task.name)
+        return await _finish(history, record, "stopped", str(exc))
     except Exception as exc:
         retriable = transient(exc)
         if isinstance(exc, GraphError):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 Trigger = Literal["timer", "manual", "api", "cli", "activity", "notification"]
-RunStatus = Literal["queued", "running", "succeeded", "failed", "skipped", "held"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "skipped", "held", "stopped"]
 Mode = Literal["full", "incremental"]
 FORMAT = "entra-graph-connector/records-v1"
 

@@ -4,6 +4,7 @@ the sign-in configuration), event tasks in use by workflows need force, operatio
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from shared.activities.api import ActivityApi
@@ -160,10 +161,38 @@ async def test_event_task_called_recently_needs_force_to_delete_or_change_usage(
     assert forced.status_code == 204
 
 
-async def test_stop_is_not_in_this_build_and_says_so(client):
+async def test_stop_mid_run_records_stopped_and_leaves_output_and_state_as_they_were(client, stored, control):
     task = await _id(client, "people")
-    answer = await client.post(f"/v1/tasks/{task['id']}/stop")
-    assert answer.status_code == 501 and "runner" in answer.json()["detail"]
+    assert (await client.post(f"/v1/tasks/{task['id']}/stop")).status_code == 409  # nothing is running
+    first = (await run_task(stored, RunRequest(task="people"))).record
+    state_before = await stored.state.get("people")
+    latest_before = stored.extracts.get_blob_client("people/latest.json").download_blob().readall()
+    # A slow tenant and small pages: the next run reads page after page.
+    paged = {**task["definition"], "users": {**task["definition"]["users"], "query": "$top=2"}}
+    etag = (await client.get(f"/v1/tasks/{task['id']}")).headers["etag"]
+    assert (
+        await client.put(f"/v1/tasks/{task['id']}", json=paged, headers={"If-Match": etag})
+    ).status_code == 200
+    control.settings(latency_ms=150)
+    running = asyncio.create_task(run_task(stored, RunRequest(task="people")))
+    for _ in range(200):
+        history = (await client.get(f"/v1/tasks/{task['id']}/runs")).json()["value"]
+        if history[0]["status"] == "running":
+            break
+        await asyncio.sleep(0.05)
+    asked = await client.post(f"/v1/tasks/{task['id']}/stop")
+    assert asked.status_code == 202 and asked.json()["run_id"] == history[0]["run_id"]
+    stopped = (await asyncio.wait_for(running, 60)).record
+    assert stopped.status == "stopped" and "stopped by an administrator" in stopped.error
+    assert stopped.counts == {} and stopped.files == {}  # nothing committed
+    # Output and state exactly as the last good run left them; no checkpoint left behind.
+    assert stored.extracts.get_blob_client("people/latest.json").download_blob().readall() == latest_before
+    state_after = await stored.state.get("people")
+    assert state_after.view == state_before.view and state_after.checkpoint is None
+    assert (await client.get("/v1/overview")).json()["value"][0]["tasks"][0]["status"] == "stopped"
+    control.settings(latency_ms=0)
+    again = (await run_task(stored, RunRequest(task="people"))).record  # the next run is unaffected
+    assert again.status == "succeeded" and again.counts["users"].written == first.counts["users"].written
 
 
 async def test_held_run_shows_as_held_and_approval_releases_it_then_clear_cache_resends(
