@@ -52,7 +52,7 @@ async def commit(
         if record.mode == "full":
             # A full read comes in Graph's order: compare with the previous view by id. (An incremental run
             # counted its changes while it merged.)
-            before = {}
+            before = None
             if previous.view is not None and name in previous.view.files:
                 before = await view.digests(extracts, previous.view.files[name])
             records, changed, removed = await view.compare(extracts, output.writer.name, before)
