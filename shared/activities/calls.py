@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,15 @@ T = TypeVar("T")
 def user_path(user: str) -> str:
     """``/users/{id or UPN}``: a UPN is percent-encoded except ``@`` (``#EXT#`` becomes ``%23EXT%23``)."""
     return f"/users/{quote(user, safe='@')}"
+
+
+_PERSONAL = re.compile(r"[^/?&=]*(@|%40)[^/?&]*")
+
+
+def loggable(path_or_url: str) -> str:
+    """A Graph path fit for logs: the query string dropped (filters hold the data card's values) and user
+    principal names (segments with '@') replaced, so logs hold ids, not people's names."""
+    return _PERSONAL.sub("{upn}", path_or_url.split("?", 1)[0])
 
 
 def not_replicated_yet(error: GraphError) -> bool:
@@ -104,20 +114,14 @@ class ActivityCall:
         except GraphError as error:
             if error.request_id:
                 self.request_ids.append(error.request_id)
-            log.info(
-                "graph %s %s failed: %s %s",
-                method,
-                error.url or path_or_url,
-                error.status,
-                error.code,
-            )
+            log.info("graph %s %s failed: %s %s", method, loggable(path_or_url), error.status, error.code)
             raise
         finally:
             self._leave_graph()
         request_id = response.headers.get("request-id")
         if request_id:
             self.request_ids.append(request_id)
-        log.debug("graph %s %s answered %s", method, path_or_url, response.status_code)
+        log.debug("graph %s %s answered %s", method, loggable(path_or_url), response.status_code)
         return response
 
     def _enter_graph(self) -> None:

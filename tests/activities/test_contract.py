@@ -198,3 +198,42 @@ async def test_logs_name_task_activity_and_request_id_but_never_secrets(call, gr
     answers = [r for r in caplog.records if r.getMessage().startswith("activity users.create")]
     assert answers and answers[0].task == "hires" and answers[0].activity == "users.create"
     assert "request-ids " in answers[0].getMessage() and answers[0].getMessage().split("request-ids ")[1]
+
+
+async def test_a_connector_app_without_write_permission_gets_graphs_403(graph, control, environ):
+    from shared.config import parse_config
+    from shared.services import Services
+    from shared.settings import Settings
+    from tests.activities.conftest import activity_config
+
+    app = control.add_app(roles=["User.Read.All"], display_name="Read only")
+    data = activity_config(graph.info, control)
+    data["connectors"][0]["client_id"] = app["client_id"]
+    weak_environ = {**environ, "LOCALGRAPH_CLIENT_SECRET": app["client_secret"]}
+    weak = Services(Settings.from_environ(weak_environ), environ=weak_environ)
+    weak.storage.ensure()
+    await weak.config_store.save(parse_config(data))
+    user = next(u for u in control.objects("users") if not u.get("onPremisesSyncEnabled"))
+    try:
+        answer = await ActivityApi(weak).handle(
+            "users.update",
+            json.dumps({"task": "people", "user": user["id"], "values": {"title": "x"}}).encode(),
+            {},
+        )
+    finally:
+        await weak.aclose()
+    assert answer.status == 403 and answer.json["graph_code"] == "Authorization_RequestDenied"
+    assert app["client_secret"] not in answer.body.decode()
+    assert control.get("users", user["id"])["jobTitle"] != "x"
+
+
+async def test_a_key_in_use_by_a_running_call_answers_409(call, api, graph):
+    body = {"task": "people", "values": new_user_values(graph.info, "busy.key")}
+    store = await api.idempotency()
+    from shared.activities.idempotency import body_digest
+
+    assert (
+        await store.reserve("users.create", "busy-1", body_digest(json.dumps(body).encode()))
+    ).conflict is None
+    status, problem, _ = await call("users.create", body, {"Idempotency-Key": "busy-1"})
+    assert status == 409 and "still being processed" in problem["exception"]
