@@ -77,6 +77,10 @@ param storageSkuName string = 'Standard_ZRS'
 @description('Optional. Tags of every resource.')
 param tags object = {}
 
+@description('Optional. The function key Graph\'s change notifications carry (azd: NOTIFICATION_FUNCTION_KEY): stored in Key Vault before the app starts, and registered on the app by azure.yaml\'s postdeploy hook. Empty: change notifications need the manual step in the README.')
+@secure()
+param notificationFunctionKey string = ''
+
 // Names the connector's settings model uses by default (shared/settings.py); set below as app settings.
 var extractsContainerName = 'extracts'
 var leasesContainerName = 'task-leases'
@@ -142,6 +146,8 @@ module keyVault 'modules/keyvault.bicep' = {
     name: 'kv-${resourceToken}'
     location: location
     tags: allTags
+    notificationKeySecretName: notificationKeySecretName
+    notificationFunctionKey: notificationFunctionKey
   }
 }
 

@@ -13,6 +13,9 @@ param graphTenantId = readEnvironmentVariable('GRAPH_TENANT_ID', 'contoso.onmicr
 param credentialKind = readEnvironmentVariable('GRAPH_CREDENTIAL_KIND', 'managed_identity')
 param graphClientId = readEnvironmentVariable('GRAPH_CLIENT_ID', '')
 
+// The change-notification function key, generated once per environment (README, Deploy, step 5).
+param notificationFunctionKey = readEnvironmentVariable('NOTIFICATION_FUNCTION_KEY', '')
+
 param tickSchedule = '0 * * * * *'
 param alertEmailAddresses = []
 param taskRunWindowHours = {

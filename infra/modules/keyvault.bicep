@@ -21,6 +21,13 @@ param softDeleteRetentionInDays int = 90
 @description('Optional. Tags of the resource.')
 param tags object = {}
 
+@description('Optional. Name of the secret holding the change-notification function key (the app setting NOTIFICATION_FUNCTION_KEY refers to it).')
+param notificationKeySecretName string = 'notification-function-key'
+
+@description('Optional. The change-notification function key; empty: no secret is written here (store it later, README Deploy).')
+@secure()
+param notificationFunctionKey string = ''
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: The firewall allows all networks because the Flex Consumption app has no virtual network in this template (no fixed outbound addresses); every call still needs Microsoft Entra ID and an RBAC role.
   // checkov:skip=CKV_AZURE_189: Public network access stays on for the same reason; add a virtual network and a private endpoint to turn it off (README, Deploy).
@@ -45,6 +52,21 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       defaultAction: 'Allow'
       bypass: 'AzureServices'
     }
+  }
+}
+
+// Written here, before the Function App exists, so the app setting's Key Vault reference resolves at the
+// app's first start (App Service caches resolved references). The same value must be a function key of the
+// app, which Bicep cannot set on a Flex Consumption app before its code runs: azure.yaml's postdeploy hook
+// registers it (infra/hooks/register-notification-key.sh; README, Deploy).
+resource notificationKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(notificationFunctionKey)) {
+  // checkov:skip=CKV_AZURE_114: contentType is set below (text/plain); checkov's Bicep reader does not see the properties of a conditional resource (tests/infra checks contentType instead).
+  // checkov:skip=CKV_AZURE_41: No expiry date: the key lives as long as the app's function key and the Graph subscriptions whose notification URL carries it; rotating it is a deliberate step (README, Deploy), not a date.
+  parent: vault
+  name: notificationKeySecretName
+  properties: {
+    value: notificationFunctionKey
+    contentType: 'text/plain'
   }
 }
 

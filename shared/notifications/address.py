@@ -19,7 +19,14 @@ ROUTE_PREFIX = "api"  # host.json's default extensions.http.routePrefix
 
 
 class NoPublicHost(RuntimeError):
-    """No host name to give Graph: neither NOTIFICATION_HOST nor WEBSITE_HOSTNAME is set."""
+    """No notification URL to give Graph: neither NOTIFICATION_HOST nor WEBSITE_HOSTNAME is set, or the key is
+    an unresolved Key Vault reference."""
+
+
+# App Service leaves an app setting's Key Vault reference as it is written when it cannot resolve it (the
+# secret is missing, or the identity may not read it):
+# https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 
 def notification_url(settings: Settings, environ: Mapping[str, str]) -> str:
@@ -35,6 +42,11 @@ def notification_url(settings: Settings, environ: Mapping[str, str]) -> str:
             raise NoPublicHost("NOTIFICATION_HOST must be a host name (Graph calls https only)")
         host = parts.netloc
     url = f"https://{host.rstrip('/')}/{ROUTE_PREFIX}/{ROUTE}"
+    if (settings.notification_key or "").startswith(KEY_VAULT_REFERENCE):
+        raise NoPublicHost(
+            "NOTIFICATION_FUNCTION_KEY is an unresolved Key Vault reference: store the secret it names and let the "
+            "app fetch it again (README, Deploy, step 5); Graph's calls would carry the reference, not a key"
+        )
     if settings.notification_key:
         url += f"?code={quote(settings.notification_key, safe='')}"
     return url

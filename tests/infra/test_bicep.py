@@ -243,3 +243,37 @@ def test_alert_rules_cover_the_monitored_failures_and_follow_the_environment_typ
     text = (INFRA / "modules" / "alerts.bicep").read_text()
     assert "var isProd = environmentType == 'prod'" in text
     assert "var severityFailure = isProd ? 1 : 3" in text and "var severityWarning = isProd ? 2 : 4" in text
+
+
+def test_the_notification_key_is_stored_where_the_app_setting_refers_and_registered_after_deploy(main):
+    """The key Graph's notification URL carries: Bicep writes it to the Key Vault secret the app setting's
+    Key Vault reference names (before the app starts, so the reference resolves), and azure.yaml's postdeploy
+    hook registers the same value as a function key (ARM cannot before the app's code runs)."""
+    setting = main["variables"]["connectorSettings"]["value"]["NOTIFICATION_FUNCTION_KEY"]
+    assert setting == (
+        "@Microsoft.KeyVault(VaultName=${keyVault.outputs.NAME};SecretName=${notificationKeySecretName})"
+    )
+    assert any(d["type"] == "secure" for d in main["parameters"]["notificationFunctionKey"]["decorators"])
+    params = main["modules"]["keyVault"]["config"]["params"]
+    assert params["notificationKeySecretName"] == "notificationKeySecretName"
+    assert params["notificationFunctionKey"] == "notificationFunctionKey"
+    vault = module("keyvault")
+    [secret] = [r for r in vault["resources"].values() if r["type"] == "Microsoft.KeyVault/vaults/secrets"]
+    assert secret["config"]["condition"]  # only when a key is given
+    assert secret["config"]["config"]["name"] == "notificationKeySecretName"
+    assert secret["config"]["config"]["properties"] == {
+        "value": "notificationFunctionKey",
+        "contentType": "text/plain",
+    }
+    assert any(d["type"] == "secure" for d in vault["parameters"]["notificationFunctionKey"]["decorators"])
+    assert (
+        "readEnvironmentVariable('NOTIFICATION_FUNCTION_KEY', '')" in (INFRA / "main.bicepparam").read_text()
+    )
+
+    azure_yaml = (ROOT / "azure.yaml").read_text()
+    hook = INFRA / "hooks" / "register-notification-key.sh"
+    assert "postdeploy:" in azure_yaml and "run: ./infra/hooks/register-notification-key.sh" in azure_yaml
+    assert hook.is_file() and hook.stat().st_mode & 0o111, "the hook must be executable"
+    script = hook.read_text()
+    assert "az functionapp keys set" in script and "--key-type functionKeys" in script
+    assert '--key-value "$NOTIFICATION_FUNCTION_KEY"' in script and "set -x" not in script  # never echoed

@@ -436,6 +436,15 @@ def test_the_notification_url_comes_from_the_host_name_and_the_function_key():
         notification_url(Settings.from_environ({}), {})
     with pytest.raises(NoPublicHost, match="https"):
         notification_url(Settings.from_environ({"NOTIFICATION_HOST": "http://example.com"}), {})
+    # What App Service leaves in the setting when it cannot resolve the Key Vault reference: never a key.
+    unresolved = Settings.from_environ(
+        {
+            "NOTIFICATION_FUNCTION_KEY": "@Microsoft.KeyVault(VaultName=kv-x;SecretName=notification-function-key)"
+        }
+    )
+    with pytest.raises(NoPublicHost, match="unresolved Key Vault reference") as caught:
+        notification_url(unresolved, {"WEBSITE_HOSTNAME": "func-x.azurewebsites.net"})
+    assert "kv-x" not in str(caught.value)
 
 
 def test_change_notifications_config_is_validated(graph):
