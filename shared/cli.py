@@ -269,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "validate":
-            load_config(args.file)
+            from shared.config.generic import config_notices
+
+            checked = load_config(args.file)
             print(f"{args.file}: valid")
+            for notice in config_notices(checked):
+                print(f"  note: {notice}")
             return 0
         if args.command == "config" and args.config_command == "import":
             loaded = load_config(args.file)

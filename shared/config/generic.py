@@ -20,7 +20,7 @@ validation says so (:func:`incremental_notice`).
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
@@ -272,15 +272,10 @@ class GenericSelection(ObjectSelection):
         return sorted(properties)
 
     def incremental_notice(self) -> str | None:
-        """What an incremental task over this collection does, when it is not plain delta."""
-        if self.delta_offered:
+        """What an incremental task over this collection does when Graph offers no delta for it and no
+        timestamp property is set: it reads everything every run."""
+        if self.delta_offered or self.timestamp_property is not None:
             return None
-        if self.timestamp_property is not None:
-            return (
-                f"Graph offers no delta for {self.collection}: incremental runs read the items whose "
-                f"{self.timestamp_property} is later than the last run's watermark, and list ids to find "
-                "removed ones"
-            )
         return (
             f"Graph offers no delta for {self.collection} and no timestamp_property is set: every run of this "
             "incremental task reads everything (a full read)"
@@ -296,7 +291,20 @@ __all__ = [
     "GenericMapping",
     "GenericSelection",
     "SubQuery",
+    "config_notices",
     "placeholders",
     "split_external",
     "sub_query_paths",
 ]
+
+
+def config_notices(config: Any) -> list[str]:
+    """What validation says beyond problems: incremental generic tasks over collections without delta."""
+    notices = []
+    for index, task in enumerate(getattr(config, "tasks", ())):
+        generic = getattr(task, "generic", None)
+        if generic is not None and getattr(task, "mode", None) == "incremental":
+            notice = generic.incremental_notice()
+            if notice:
+                notices.append(f"tasks[{index}].generic ({task.name}): {notice}")
+    return notices

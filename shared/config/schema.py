@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config.document import Config
+from shared.config.generic import config_notices
 from shared.config.issues import ConfigError
 from shared.config.loading import load_config
 
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {SCHEMA_PATH}")
     for path in args.check or ():
         try:
-            load_config(path)
+            loaded = load_config(path)
         except ConfigError as exc:
             status = 1
             print(f"{path}: {len(exc.errors)} problem(s)", file=sys.stderr)
@@ -59,4 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {issue}", file=sys.stderr)
         else:
             print(f"{path}: valid")
+            for notice in config_notices(loaded):
+                print(f"  note: {notice}")
     return status

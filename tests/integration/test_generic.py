@@ -225,3 +225,30 @@ def test_generic_configuration_problems_are_named(graph):
     assert [str(e) for e in caught.value.errors] == [
         "tasks[0].generic: required because mappings_type is 'generic'"
     ]
+
+
+def test_validation_says_plainly_when_an_incremental_task_reads_everything(graph, tmp_path, capsys):
+    from shared.config import main as config_main
+
+    task = {
+        "name": "apps",
+        "connector": "local",
+        "mode": "incremental",
+        "mappings_type": "generic",
+        "generic": {
+            "collection": "deviceManagement/detectedApps",
+            "mappings": [{"external": "displayName", "local": "app"}],
+            "target_template": "app",
+            "target_folder": "apps",
+        },
+    }
+    path = tmp_path / "config.json"
+    path.write_text(
+        config_of(graph.info, task, device_task()).model_dump_json(by_alias=True, exclude_none=True)
+    )
+    assert config_main(["--check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: valid",
+        "  note: tasks[0].generic (apps): Graph offers no delta for deviceManagement/detectedApps and no "
+        "timestamp_property is set: every run of this incremental task reads everything (a full read)",
+    ]  # the devices task (a timestamp watermark) needs no note

@@ -150,7 +150,7 @@ def test_a_failed_run_exits_1_and_says_why(graph, environ, tmp_path):
 def test_config_import_then_show_round_trips(environ, tmp_path):
     imported = cli("config", "import", str(EXAMPLE), environ=environ, cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
-    assert imported.stdout.strip() == "stored 3 connector(s) and 4 task(s)"
+    assert imported.stdout.strip() == "stored 3 connector(s) and 5 task(s)"
     shown = cli("config", "show", environ=environ, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     original = load_config(EXAMPLE)

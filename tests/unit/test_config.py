@@ -118,7 +118,11 @@ def test_example_config_loads_with_every_feature_it_shows() -> None:
         "contoso-users-incremental",
         "fabrikam-finance-users",
         "northwind-groups-on-demand",
+        "contoso-managed-devices",
     ]
+    devices = config.task("contoso-managed-devices").generic
+    assert devices is not None and devices.timestamp_property == "lastSyncDateTime"
+    assert [len(q.sub_queries) for q in devices.sub_queries] == [0, 1]  # two sub-queries, one two levels deep
     assert {c.credential.type for c in config.connectors} == {
         "client_secret",
         "certificate",
