@@ -137,7 +137,7 @@ class ActivityApi:
         task_name: str | None = None
         calls: list[ActivityCall] = []
         key = _header(headers, "Idempotency-Key")
-        digest = body_digest(body)
+        digest = body_digest(body) if key is not None else ""
         store: IdempotencyStore | None = None
         reserved = False
         try:
