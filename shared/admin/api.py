@@ -158,6 +158,12 @@ def routes(admin: AdminService) -> list[Route]:
         record = await admin.run(request.path_params["id"], request.path_params["run_id"])
         return JSONResponse(record.model_dump(mode="json"))
 
+    async def run_log(request: Request) -> Response:
+        text = await admin.run_log(request.path_params["id"], request.path_params["run_id"])
+        name = f"{request.path_params['run_id']}.log"
+        return Response(text, media_type="text/plain; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
     async def overview(request: Request) -> Response:
         return JSONResponse({"value": [c.as_json() for c in await admin.overview()], **admin.settings()})
 
@@ -210,6 +216,7 @@ def routes(admin: AdminService) -> list[Route]:
         Route("/v1/tasks/{id}/runs", history),
         Route("/v1/tasks/{id}/runs/{run_id}", run),
         Route("/v1/tasks/{id}/runs/{run_id}/approve", approve, methods=["POST"]),
+        Route("/v1/tasks/{id}/runs/{run_id}/log", run_log),
         Route("/v1/tasks/{id}/sign-in-check", sign_in_check, methods=["POST"]),
         Route("/v1/tasks/{id}/sign-in-configuration", sign_in_configuration),
         Route("/v1/export", export, methods=["POST"]),

@@ -171,6 +171,9 @@ def admin_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
     paths[f"{PREFIX}/v1/tasks/{{id}}/runs/{{run_id}}"] = {
         "get": op("admin_run", "One run: counts, files, details", "200", None, params=[_ID, _RUN])
     }
+    log_op = op("admin_run_log", "The run's own log lines (text/plain)", "200", None, params=[_ID, _RUN])
+    log_op["responses"]["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    paths[f"{PREFIX}/v1/tasks/{{id}}/runs/{{run_id}}/log"] = {"get": log_op}
     paths[f"{PREFIX}/v1/tasks/{{id}}/runs/{{run_id}}/approve"] = {
         "post": op(
             "admin_approve", "Approve a held run", "202", None, params=[_ID, _RUN], errors=("404", "409")

@@ -298,7 +298,17 @@ def routes(admin: AdminService) -> list[Route | Mount]:
     async def run_page(request: Request) -> Response:
         definition = await admin.get("task", request.path_params["id"])
         record = await admin.run(definition.id, request.path_params["run_id"])
-        return _render(request, "run.html", task=definition, run=record)
+        try:
+            text = (await admin.run_log(definition.id, record.run_id)).decode(errors="replace")
+        except AdminError:
+            text = None
+        tail = "\n".join(text.splitlines()[-200:]) if text else None
+        return _render(request, "run.html", task=definition, run=record, log=tail)
+
+    async def run_log(request: Request) -> Response:
+        text = await admin.run_log(request.path_params["id"], request.path_params["run_id"])
+        return Response(text, media_type="text/plain; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{request.path_params["run_id"]}.log"'})  # fmt: skip
 
     async def run_file(request: Request) -> Response:
         definition = await admin.get("task", request.path_params["id"])
@@ -370,6 +380,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
         Route("/tasks/{id}", task_save, methods=["POST"]),
         Route("/tasks/{id}/runs/{run_id}", run_page),
         Route("/tasks/{id}/runs/{run_id}/files/{stream}", run_file),
+        Route("/tasks/{id}/runs/{run_id}/log", run_log),
         Route("/tasks/{id}/{action}", task_action, methods=["POST"]),
         Route("/transfer", transfer_page),
         Route("/transfer/export", export_file, methods=["POST"]),

@@ -367,6 +367,16 @@ class AdminService:
             raise NotFound(f"no run {run_id!r} of {task.name!r}")
         return record
 
+    async def run_log(self, id: str, run_id: str) -> bytes:
+        """The run's own log lines (every attempt), as kept with the run."""
+        from shared.storage import blobs, runlogs
+
+        record = await self.run(id, run_id)
+        text = await runlogs.read(self.services.extracts, blobs.run_prefix(record.task, record.run_id))
+        if text is None:
+            raise NotFound(f"run {run_id} of {record.task!r} kept no log lines")
+        return text
+
     async def overview(self) -> list[ConnectorSummary]:
         definitions = await self.store.all()
         usage = await self._usage()

@@ -45,6 +45,7 @@ from shared.runs import RunCounts, RunRecord, RunRequest, TaskState
 from shared.services import Services
 from shared.storage import blobs
 from shared.storage.lease import TaskLease
+from shared.storage.runlogs import RunLog
 from shared.storage.stops import RunStopped, StopRequests, StopSignal
 from shared.storage.tables import HistoryStore
 
@@ -251,8 +252,12 @@ async def run_task(
 
     ``streams``: which streams the task reads (by default its users and groups selections); any stream
     specification runs through the same code."""
-    with logs.scope(task=request.task, run=request.run_id):
-        return await _run_task(services, request, config, progress, streams)
+    with logs.scope(task=request.task, run=request.run_id), RunLog(request.run_id) as captured:
+        outcome = await _run_task(services, request, config, progress, streams)
+    # The run's own log lines, kept with it (shared/storage/runlogs.py); a repeated delivery adds nothing.
+    if captured.lines:
+        await captured.save(services.extracts, blobs.run_prefix(request.task, request.run_id))
+    return outcome
 
 
 async def _run_task(

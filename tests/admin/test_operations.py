@@ -221,3 +221,24 @@ async def test_held_run_shows_as_held_and_approval_releases_it_then_clear_cache_
     assert (await client.post(f"/v1/tasks/{task['id']}/clear-cache")).status_code == 204
     after = (await run_task(stored, RunRequest(task="people"))).record
     assert after.load.counts["upserts"] == after.counts["users"].written + after.counts["groups"].written
+
+
+async def test_a_runs_own_log_lines_are_kept_with_it_and_downloadable(client, stored, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    task = await _id(client, "people")
+    good = (await run_task(stored, RunRequest(task="people"))).record
+    stored.environ["LOCALGRAPH_CLIENT_SECRET"] = "wrong"
+    stored._tokens.clear()  # the next run builds its credential again, with the wrong secret
+    stored._graphs.clear()
+    bad = (await run_task(stored, RunRequest(task="people"))).record
+    assert bad.status == "failed"
+    log = await client.get(f"/v1/tasks/{task['id']}/runs/{bad.run_id}/log")
+    assert log.status_code == 200 and log.headers["content-type"].startswith("text/plain")
+    assert "run failed" in log.text and "7000215" in log.text and "--- attempt ended" in log.text
+    assert "wrong" not in log.text  # the secret's value never appears
+    kept = (await client.get(f"/v1/tasks/{task['id']}/runs/{good.run_id}/log")).text
+    assert "plan:" in kept and "run failed" not in kept  # each run keeps only its own lines
+    page = await client.get(f"/tasks/{task['id']}/runs/{bad.run_id}")
+    assert "run failed" in page.text and "Download the run" in page.text
