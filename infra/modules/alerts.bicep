@@ -56,11 +56,11 @@ var runFinished = 'traces | where tostring(customDimensions["connector.event"]) 
 var rules = [
   {
     name: 'failed-scheduled-run'
-    description: 'A scheduled run of a task failed (Graph, credentials, configuration or storage); see the run history and the trace of the run.'
+    description: 'A run nobody started by hand failed (the schedule\'s, or one a change notification started): Graph, credentials, configuration or storage; see the run history and the trace of the run.'
     severity: severityFailure
     frequency: 'PT5M'
     window: 'PT15M'
-    query: '${runFinished} | where status == "failed" and trigger == "timer" | summarize failures = count(), last_run = max(timestamp), run_ids = make_set(run_id, 5) by task'
+    query: '${runFinished} | where status == "failed" and trigger in ("timer", "notification") | summarize failures = count(), last_run = max(timestamp), run_ids = make_set(run_id, 5) by task'
   }
   {
     name: 'run-held-by-deletion-guard'

@@ -19,6 +19,8 @@ param tags object = {}
 var runs = 'traces | where tostring(customDimensions["connector.event"]) == "run.finished" | extend task = tostring(customDimensions.task), run_id = tostring(customDimensions.run_id), status = tostring(customDimensions.status), trigger = tostring(customDimensions.trigger), mode = tostring(customDimensions.mode), duration_s = todouble(customDimensions.duration_s), records = tolong(customDimensions.records_written), graph_requests = tolong(customDimensions.graph_requests), throttled = tolong(customDimensions.throttled)'
 var deliveries = 'traces | where tostring(customDimensions["connector.event"]) == "delivery.finished" | extend task = tostring(customDimensions.task), outcome = tostring(customDimensions.outcome), duration_s = todouble(customDimensions.duration_s), records = tolong(customDimensions.records)'
 
+// A histogram's rows in customMetrics are aggregates of one export interval: valueSum (the same as value) over
+// valueCount measurements, so a mean is sum(valueSum) / sum(valueCount), never avg(value).
 var tiles = [
   {
     title: 'Tasks: last run, extract and load'
@@ -33,7 +35,7 @@ var tiles = [
   {
     title: 'Extract duration per task (seconds)'
     visualization: 'timechart'
-    query: 'customMetrics | where name == "connector.run.duration" | summarize duration_s = avg(value) by task = tostring(customDimensions.task), bin(timestamp, 1h)'
+    query: 'customMetrics | where name == "connector.run.duration" | summarize duration_s = sum(valueSum) / sum(valueCount) by task = tostring(customDimensions.task), bin(timestamp, 1h)'
   }
   {
     title: 'Records per task and stream'
@@ -58,7 +60,7 @@ var tiles = [
   {
     title: 'Activities: calls, failure rate, latency'
     visualization: 'table'
-    query: 'customMetrics | where name in ("connector.activity.calls", "connector.activity.duration") | extend activity = tostring(customDimensions.activity), outcome = tostring(customDimensions.outcome) | summarize calls = sumif(value, name == "connector.activity.calls"), failures = sumif(value, name == "connector.activity.calls" and outcome == "failed"), latency_ms = sumif(value * valueCount, name == "connector.activity.duration") / sumif(valueCount, name == "connector.activity.duration"), latency_max_ms = maxif(valueMax, name == "connector.activity.duration") by activity | extend failure_rate = round(todouble(failures) / calls, 3) | order by calls desc'
+    query: 'customMetrics | where name in ("connector.activity.calls", "connector.activity.duration") | extend activity = tostring(customDimensions.activity), outcome = tostring(customDimensions.outcome) | summarize calls = sumif(value, name == "connector.activity.calls"), failures = sumif(value, name == "connector.activity.calls" and outcome == "failed"), latency_ms = sumif(valueSum, name == "connector.activity.duration") / sumif(valueCount, name == "connector.activity.duration"), latency_max_ms = maxif(valueMax, name == "connector.activity.duration") by activity | extend failure_rate = round(todouble(failures) / calls, 3) | order by calls desc'
   }
   {
     title: 'Credentials: days until expiry'

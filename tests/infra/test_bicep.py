@@ -277,3 +277,18 @@ def test_the_notification_key_is_stored_where_the_app_setting_refers_and_registe
     script = hook.read_text()
     assert "az functionapp keys set" in script and "--key-type functionKeys" in script
     assert '--key-value "$NOTIFICATION_FUNCTION_KEY"' in script and "set -x" not in script  # never echoed
+
+
+def test_histogram_means_are_sums_over_counts():
+    """A histogram's customMetrics row aggregates one export interval (valueSum over valueCount measurements):
+    a mean over rows is sum(valueSum) / sum(valueCount); avg(value) or value * valueCount is wrong as soon as
+    an interval holds more than one measurement."""
+    histograms = [name for name, (kind, _, _) in telemetry.METRICS.items() if kind == "histogram"]
+    checked = 0
+    for name in ("alerts", "workbook"):
+        for line in (INFRA / "modules" / f"{name}.bicep").read_text().splitlines():
+            if "query:" in line and any(f'"{metric}"' in line for metric in histograms):
+                checked += 1
+                assert "valueSum" in line and "valueCount" in line, line
+                assert "avg(value)" not in line and "value * valueCount" not in line, line
+    assert checked >= 2
