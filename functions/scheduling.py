@@ -6,8 +6,8 @@ import azure.functions as func
 
 from functions.runtime import services
 from shared import telemetry
+from shared.extract.poison import record_poisoned
 from shared.extract.runner import run_task
-from shared.runs import record_poisoned
 from shared.scheduling import tick
 from shared.storage.queues import RunRequest
 
