@@ -12,6 +12,7 @@ environment variable (``--password-env``) or asked for, never taken as an argume
     admin test CONNECTOR                      (token, one Graph read, permissions per feature)
     admin overview | admin settings
     admin run TASK RUN_ID                     (one run's details; `history` lists runs)
+    admin log TASK RUN_ID                     (the run's own log lines)
     admin stop TASK
     admin sign-in TASK USER | admin sign-in-config TASK
     admin export CONNECTOR... --out FILE [--password-env VAR | --password] [--include-secrets]
@@ -77,6 +78,9 @@ def add_parser(commands: Any) -> None:
     run = sub.add_parser("run", help="one run's details")
     run.add_argument("task")
     run.add_argument("run_id")
+    run_log = sub.add_parser("log", help="a run's own log lines")
+    run_log.add_argument("task")
+    run_log.add_argument("run_id")
     stop = sub.add_parser("stop", help="stop a task's running run")
     stop.add_argument("task")
     check = sub.add_parser("sign-in", help="may this user sign in (authentication task)")
@@ -176,6 +180,11 @@ async def _run(args: argparse.Namespace, admin: AdminService) -> int:
     if command == "run":
         record = await admin.run((await admin.find("task", args.task)).id, args.run_id)
         _print(record.model_dump(mode="json"))
+        return 0
+    if command == "log":
+        sys.stdout.write(
+            (await admin.run_log((await admin.find("task", args.task)).id, args.run_id)).decode()
+        )
         return 0
     if command == "stop":
         record = await admin.stop((await admin.find("task", args.task)).id)

@@ -130,6 +130,36 @@ def routes(admin: AdminService) -> list[Route | Mount]:
             settings=admin.settings(),
         )
 
+    async def connector_new(request: Request) -> Response:
+        return _render(request, "new_connector.html", text=None, issues=None)
+
+    async def connector_create(request: Request) -> Response:
+        form = await request.form()
+        text = str(form.get("definition", ""))
+        try:
+            created = await admin.create("connector", json.loads(text))
+        except ValueError as exc:
+            return _render(request, "new_connector.html", 422, text=text, issues=[f"not valid JSON: {exc}"])
+        except Invalid as exc:
+            return _render(request, "new_connector.html", 422, text=text, issues=[str(i) for i in exc.issues])
+        return _back(request, f"/connectors/{created.id}", message="connector created")
+
+    async def connector_action(request: Request) -> Response:
+        id = request.path_params["id"]
+        form = await request.form()
+        try:
+            if request.path_params["action"] == "copy":
+                copied = await admin.copy("connector", id, str(form.get("name", "")))
+                return _back(request, f"/connectors/{copied.id}", message="copied")
+            if request.path_params["action"] == "delete":
+                await admin.delete("connector", id, str(form.get("etag", "")))
+                return _back(request, "/", message="connector deleted")
+        except Invalid as exc:
+            return _back(request, f"/connectors/{id}", error="; ".join(str(i) for i in exc.issues))
+        except AdminError as exc:
+            return _back(request, f"/connectors/{id}", error=exc.detail)
+        return Response("unknown action", 404)
+
     async def connector_page(request: Request) -> Response:
         definition = await admin.get("connector", request.path_params["id"])
         tasks = [d for d in await admin.definitions("task") if d.data.get("connector") == definition.name]
@@ -371,9 +401,12 @@ def routes(admin: AdminService) -> list[Route | Mount]:
 
     return [
         Route("/", overview),
+        Route("/connectors/new", connector_new),
+        Route("/connectors/new", connector_create, methods=["POST"]),
         Route("/connectors/{id}", connector_page),
         Route("/connectors/{id}", connector_save, methods=["POST"]),
         Route("/connectors/{id}/test", connector_test, methods=["POST"]),
+        Route("/connectors/{id}/{action}", connector_action, methods=["POST"]),
         Route("/tasks/new", task_new),
         Route("/tasks/new", task_create, methods=["POST"]),
         Route("/tasks/{id}", task_page),

@@ -170,3 +170,36 @@ def test_export_then_import_dry_run(page, url, tmp_path):
     page.get_by_label("Export password", exact=True).fill("wrong password")
     page.get_by_role("button", name="Import").click()
     assert "wrong export password" in page.get_by_role("alert").inner_text()
+
+
+def test_new_connector_with_messages_then_copy_and_delete(page, url):
+    page.goto(url)
+    page.get_by_role("link", name="New connector").click()
+    page.get_by_label(re.compile("^Definition")).fill(
+        json.dumps(
+            {
+                "name": "bad name",
+                "tenant_id": "contoso.onmicrosoft.com",
+                "credential": {"type": "client_secret", "secret": "inline-value"},
+            }
+        )
+    )
+    page.get_by_role("button", name="Create").click()
+    errors = page.locator("#def-errors").inner_text()
+    assert "name: must be 1-63 letters" in errors and "secrets must be references" in errors
+    assert "inline-value" not in errors  # an inline secret is never echoed
+    definition = {
+        "name": "contoso", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001",
+        "credential": {"type": "client_secret", "secret": {"app_setting": "CONTOSO_SECRET"}},
+    }  # fmt: skip
+    page.get_by_label(re.compile("^Definition")).fill(json.dumps(definition))
+    page.get_by_role("button", name="Create").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Connector contoso"
+    page.get_by_label("Name of the copy").fill("contoso-copy")
+    page.get_by_role("button", name="Copy").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Connector contoso-copy"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    assert page.get_by_role("status").inner_text() == "connector deleted"
+    assert page.get_by_role("link", name="contoso", exact=True).is_visible()
+    assert page.get_by_role("link", name="contoso-copy").count() == 0
