@@ -60,6 +60,7 @@ class FunctionsHost:
     def __init__(self) -> None:
         self.function = handler("graph_notifications")
         self.calls = 0
+        self.answered: list[float] = []  # monotonic times of the answered notification POSTs
 
     async def handle(self, request: Request) -> Response:
         if request.query_params.get("code") != KEY:
@@ -73,6 +74,8 @@ class FunctionsHost:
             body=await request.body(),
         )
         answer: func.HttpResponse = await self.function(req)
+        if "validationToken" not in request.query_params:
+            self.answered.append(time.monotonic())
         return Response(answer.get_body(), answer.status_code, media_type=answer.mimetype)
 
 
@@ -240,7 +243,7 @@ async def test_a_forged_notification_starts_nothing(graph, control, services, su
         services.state.table.get_entity(debounce.PARTITION, "people")
 
 
-async def test_a_burst_of_1000_changes_causes_a_handful_of_runs(graph, control, services, subs):
+async def test_a_burst_of_1000_changes_causes_a_handful_of_runs(graph, control, services, subs, host):
     await first_run_and_subscribe(services, graph.info)
     users = [u for u in control.objects("users") if not u.get("onPremisesSyncEnabled")]
     started = time.monotonic()
@@ -257,8 +260,11 @@ async def test_a_burst_of_1000_changes_causes_a_handful_of_runs(graph, control, 
     await asyncio.sleep(6)  # one more interval: a run still planned would show up now
     await drain(services)
     runs = await notification_runs(services)
-    # At most one run per 5 s interval while the burst lasted, plus the first and the last.
-    assert 1 <= len(runs) <= burst_s / 5 + 3, (len(runs), burst_s)
+    # At most one run per 5 s interval over the time notifications kept arriving (which outlasts the burst
+    # itself when Graph retries or a loaded machine delivers late), plus the first.
+    arriving_s = max(host.answered) - min(host.answered)
+    assert 1 <= len(runs) <= arriving_s / 5 + 2, (len(runs), arriving_s, burst_s)
+    assert len(runs) * 20 <= 1000, len(runs)  # a handful, not one per change
     assert all(r.status in ("succeeded", "skipped") for r in runs)
     delivered = sum(d["items"] for d in subs.deliveries() if d["kind"] == "notification" and d["delivered"])
     assert delivered >= 1000
