@@ -37,7 +37,7 @@ def latest_occurrence(expression: str, after: datetime, until: datetime) -> date
 
 def due_requests(config: Config, after: datetime, until: datetime) -> list[RunRequest]:
     requests = []
-    for task in config.tasks:
+    for task in config.scheduled_tasks:  # event and authentication tasks have no schedule
         if not task.enabled or not task.schedule:
             continue
         planned = latest_occurrence(task.schedule, after, until)

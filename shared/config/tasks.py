@@ -134,7 +134,7 @@ def _task_union(kinds: Iterable[type[BaseModel]]) -> Any:
     return Annotated[Union[members], Discriminator(_task_usage)]  # noqa: UP007
 
 
-if TYPE_CHECKING:
-    AnyTask = ScheduledTask
+if TYPE_CHECKING:  # the same union, spelled out for type checkers (keep it in step with TASK_KINDS)
+    AnyTask = ScheduledTask | EventTask | AuthenticationTask
 else:
     AnyTask = _task_union(TASK_KINDS)

@@ -78,6 +78,16 @@ def test_missed_occurrences_are_coalesced_into_the_latest():
     assert latest_occurrence("0 30 2 * * 1-5", AT, monday - timedelta(days=1)) is None  # Sunday
 
 
+def test_due_requests_consider_scheduled_tasks_only():
+    config = scheduled({"name": "quarterly", "schedule": "0 */15 * * * *"})
+    event = {"usage": "event", "name": "provisioning", "connector": "local", "mappings_type": "identity",
+             "users": {"mappings": [{"local": "login", "external": "userPrincipalName"}]}}  # fmt: skip
+    data = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    mixed = parse_config({**data, "tasks": [event, *data["tasks"]]})  # an event task has no schedule
+    until = AT + timedelta(minutes=31)
+    assert [r.task for r in due_requests(mixed, AT, until)] == ["quarterly"]
+
+
 def test_due_requests_skip_disabled_and_unscheduled_tasks():
     config = scheduled(
         {"name": "quarterly", "schedule": "0 */15 * * * *"},
