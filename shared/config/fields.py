@@ -95,6 +95,22 @@ AttributePath = Annotated[
 ]
 
 
+def _check_date_format(text: str) -> str:
+    if "%" not in text:
+        raise ValueError("must be a strftime format with at least one % directive, e.g. %d.%m.%Y")
+    try:
+        datetime(2024, 5, 1, 8, 30, tzinfo=UTC).strftime(text)
+    except ValueError as exc:
+        raise ValueError(f"not a strftime format: {exc}") from None
+    return text
+
+
+DateFormat = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_date_format)
+]
+"""A strftime format for mapped dates or date-times (``%d.%m.%Y``)."""
+
+
 def _check_header_name(name: str) -> str:
     if name.lower() in RESERVED_HEADERS:
         raise ValueError(f"{name} is set by the connector and cannot be configured")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,6 +11,7 @@ from shared.config.fields import (
     PSEUDO_ATTRIBUTES,
     AttributePath,
     ConfigModel,
+    DateFormat,
     Guid,
     HeaderName,
     HeaderValue,
@@ -51,7 +52,14 @@ class ObjectSelection(ConfigModel):
         description='Extra request headers, e.g. {"ConsistencyLevel": "eventual"}.',
     )
     mappings: list[AttributeMapping] = Field(min_length=1)
-    key: AttributePath = Field(default="id", description="Graph attribute that identifies a record.")
+    key: AttributePath = Field(
+        default="id",
+        description=(
+            "Graph attribute that identifies a record. Each record carries another key's value under the "
+            "local code of the mapping that reads it, or, unmapped, under the key's own name; the manifest "
+            "names that code (key_attribute)."
+        ),
+    )
     target_template: str = Field(description="Passed through into the output for the platform.")
     target_folder: str = Field(description="Passed through into the output for the platform.")
     task_id_attribute: LocalCode | None = Field(
@@ -61,6 +69,17 @@ class ObjectSelection(ConfigModel):
         default=None, description="Local attribute code receiving the connector type."
     )
     excluded_ids: list[Guid] = Field(default_factory=list, description="Ids of objects to leave out.")
+    datetime_format: DateFormat | None = Field(
+        default=None,
+        description=(
+            "strftime format for mapped date-time values (Graph's 2024-05-01T08:30:00Z, in UTC), e.g. "
+            "'%d.%m.%Y %H:%M:%S'; none: as Graph sends them."
+        ),
+    )
+    date_format: DateFormat | None = Field(
+        default=None,
+        description="strftime format for mapped date values (Graph's 2024-05-01), e.g. '%d.%m.%Y'.",
+    )
     deletion_marking: DeletionMarking | None = Field(
         default=None, description="Mark objects delivered before that are now gone or out of scope."
     )
@@ -139,10 +158,32 @@ class ObjectSelection(ConfigModel):
                 issues.append(
                     ConfigIssue(field_name, f"{code} is already mapped by mappings[{mapped[code]}]")
                 )
+        if self.key != "id" and not self._key_is_mapped() and self.key in mapped:
+            issues.append(
+                ConfigIssue(
+                    "key",
+                    f"records carry the unmapped key under its own name, but {self.key} is the local code of "
+                    f"mappings[{mapped[self.key]}]; map {self.key} to a local code instead",
+                )
+            )
         if self.task_id_attribute is not None and self.task_id_attribute == self.source_type_attribute:
             issues.append(ConfigIssue("source_type_attribute", "must differ from task_id_attribute"))
         raise_if_any(issues)
         return self
+
+    def _key_is_mapped(self) -> bool:
+        return any(mapping.external.lower() == self.key.lower() for mapping in self.mappings)
+
+    @property
+    def key_attribute(self) -> str | None:
+        """The local code that carries the record key's value: the mapping's that reads it, or the key's own
+        name when no mapping does (None when the key is the object id)."""
+        if self.key == "id":
+            return None
+        for mapping in self.mappings:
+            if mapping.external.lower() == self.key.lower():
+                return mapping.local
+        return self.key
 
     def select_properties(self) -> list[str]:
         """Top-level Graph properties to ``$select``: those the mappings and the key read, and ``id``."""
@@ -167,10 +208,17 @@ class UserSelection(ObjectSelection):
 
     include_members_of: list[Guid] = Field(
         default_factory=list,
-        description="Keep only users that are direct members of at least one of these groups.",
+        description="Keep only users that are members of at least one of these groups (see membership).",
     )
     exclude_members_of: list[Guid] = Field(
-        default_factory=list, description="Leave out users that are direct members of any of these groups."
+        default_factory=list, description="Leave out users that are members of any of these groups."
+    )
+    membership: Literal["direct", "transitive"] = Field(
+        default="direct",
+        description=(
+            "For include_members_of / exclude_members_of: direct members only, or members of nested groups "
+            "too (transitive, Graph's transitiveMembers)."
+        ),
     )
 
     @model_validator(mode="after")

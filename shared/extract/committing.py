@@ -78,6 +78,7 @@ async def commit(
                 target_template=o.stream.selection.target_template,
                 target_folder=o.stream.selection.target_folder,
                 key=o.stream.selection.key,
+                key_attribute=o.stream.selection.key_attribute,
             )
             for o in outputs
         },

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
 from typing import Any
 
 from shared.config import PSEUDO_ATTRIBUTES, ObjectSelection
@@ -69,6 +71,34 @@ def _list_getter(path: str) -> Callable[[Any], Any]:
     return lambda result: get(result, parts)
 
 
+_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)")
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
+def date_formatter(datetime_format: str | None, date_format: str | None) -> Callable[[Any], Any] | None:
+    """Reformats values in Graph's date-time (Edm.DateTimeOffset, ``2024-05-01T08:30:00Z``) and date
+    (Edm.Date, ``2024-05-01``) forms with the selection's strftime formats, in lists too; other values, and
+    strings that are not valid dates, pass unchanged."""
+    if datetime_format is None and date_format is None:
+        return None
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, list):
+            return [convert(item) for item in value]
+        if not isinstance(value, str):
+            return value
+        try:
+            if datetime_format is not None and _DATE_TIME.fullmatch(value):
+                return datetime.fromisoformat(value).strftime(datetime_format)
+            if date_format is not None and _DATE.fullmatch(value):
+                return date.fromisoformat(value).strftime(date_format)
+        except ValueError:
+            return value
+        return value
+
+    return convert
+
+
 class Mapper:
     """Maps objects of one selection of one task; relations (pseudo-attributes) arrive as id lists."""
 
@@ -87,8 +117,13 @@ class Mapper:
                 sub_getters.append((mapping.local, source, _list_getter(attribute)))
             else:
                 getters.append((mapping.local, _getter(mapping.external)))
+        key_code = selection.key_attribute
+        if key_code is not None and key_code not in {mapping.local for mapping in selection.mappings}:
+            getters.append((key_code, _getter(selection.key)))  # an unmapped key, carried under its name
         self._getters = tuple(getters)
         self._sub_getters = tuple(sub_getters)
+        self._dates = date_formatter(selection.datetime_format, selection.date_format)
+        self._mapped_codes = tuple(code for code, _ in getters) + tuple(code for code, _, _ in sub_getters)
         self._constants: dict[str, str] = {}
         if selection.task_id_attribute:
             self._constants[selection.task_id_attribute] = task_id
@@ -113,6 +148,10 @@ class Mapper:
             results: Any = (related or {}).get(SUB_QUERIES) or {}
             for code, source, get in self._sub_getters:
                 attributes[code] = get(results.get(source))
+        if self._dates is not None:
+            convert = self._dates
+            for code in self._mapped_codes:
+                attributes[code] = convert(attributes[code])
         attributes.update(self._constants)
         return {"id": obj["id"], "attributes": attributes}
 

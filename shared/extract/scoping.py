@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import odata
 from shared.config import ObjectSelection, UserSelection
-from shared.extract.fanout import PAGE_QUERY, FanOut, IdCollector, SubQuery
+from shared.extract.fanout import FanOut, SubQuery
 
 if TYPE_CHECKING:
     from shared.extract.incremental import DeltaRound
@@ -55,26 +55,54 @@ class Scoping(Protocol):
 ScopingFactory = Callable[[ObjectSelection], "Scoping | None"]
 
 
+GROUP_TYPE = "#microsoft.graph.group"
+
+
+@dataclass
+class _Members:
+    """A group's (transitive) members: every id, and which of them are groups (nested groups)."""
+
+    ids: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+
+    def add(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            self.ids.add(item["id"])
+            if item.get("@odata.type") == GROUP_TYPE:
+                self.groups.add(item["id"])
+
+
 @dataclass
 class ByGroupMembership:
-    """Keep objects directly in any of ``include`` (if given) and in none of ``exclude``."""
+    """Keep objects in any of ``include`` (if given) and in none of ``exclude``: direct members, or with
+    ``transitive`` members of nested groups too (``/groups/{id}/transitiveMembers``)."""
 
     include: list[str]
     exclude: list[str]
+    transitive: bool = False
     uses_membership_round: bool = field(default=True, init=False)
+    _included: frozenset[str] = field(default=frozenset(), init=False)
+    _exclude_tree: set[str] = field(default_factory=set, init=False)  # exclude groups and those nested
 
-    async def _members(self, fanout: FanOut, group_ids: list[str]) -> set[str]:
-        """Everyone directly in any of the groups (missing groups count as empty)."""
-        found: set[str] = set()
-        query = SubQuery(f"/groups/{{id}}/members?{PAGE_QUERY}", IdCollector)
+    async def _members(self, fanout: FanOut, group_ids: list[str]) -> _Members:
+        """Everyone in any of the groups (missing groups count as empty)."""
+        found = _Members()
+        relation = "transitiveMembers" if self.transitive else "members"
+        query = SubQuery(f"/groups/{{id}}/{relation}?$select=id&$top=999", _Members)
         for collector in (await fanout.collections(group_ids, query)).values():
             if collector is not None:
-                found.update(collector.ids.sorted())
+                found.ids |= collector.ids
+                found.groups |= collector.groups
         return found
 
     async def narrow(self, scope: Scope, fanout: FanOut) -> Scope:
-        include = frozenset(await self._members(fanout, self.include)) if self.include else None
-        exclude = frozenset(await self._members(fanout, self.exclude)) if self.exclude else frozenset()
+        include = frozenset((await self._members(fanout, self.include)).ids) if self.include else None
+        exclude = frozenset()
+        if self.exclude:
+            excluded = await self._members(fanout, self.exclude)
+            exclude = frozenset(excluded.ids)
+            self._exclude_tree = set(self.exclude) | (excluded.groups if self.transitive else set())
+        self._included = include or frozenset()
         scope.include = include if scope.include is None or include is None else scope.include & include
         scope.exclude_members = scope.exclude_members | exclude
         return scope
@@ -82,9 +110,14 @@ class ByGroupMembership:
     def candidates(self, memberships: DeltaRound) -> set[str]:
         # Added to an include group, or removed from an exclude group: may join without an entry of its own.
         found: set[str] = set()
-        for group_id in self.include:
-            found |= memberships.member_adds.get(group_id, set())
-        for group_id in self.exclude:
+        if self.transitive:
+            # Nesting hides where a membership changed: every current member of the include groups may join
+            # (those already in the view cost nothing); users removed from any group of the exclude tree.
+            found |= self._included
+        else:
+            for group_id in self.include:
+                found |= memberships.member_adds.get(group_id, set())
+        for group_id in self._exclude_tree or self.exclude:
             found |= memberships.member_removes.get(group_id, set())
         return found
 
@@ -93,7 +126,11 @@ def by_group_membership(selection: ObjectSelection) -> Scoping | None:
     if isinstance(selection, UserSelection) and (
         selection.include_members_of or selection.exclude_members_of
     ):
-        return ByGroupMembership(list(selection.include_members_of), list(selection.exclude_members_of))
+        return ByGroupMembership(
+            list(selection.include_members_of),
+            list(selection.exclude_members_of),
+            transitive=selection.membership == "transitive",
+        )
     return None
 
 

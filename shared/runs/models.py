@@ -127,6 +127,7 @@ class ManifestFile(BaseModel):
     target_template: str
     target_folder: str
     key: str
+    key_attribute: str | None = None  # the local code each record carries the key's value in (key not id)
 
 
 class Manifest(BaseModel):

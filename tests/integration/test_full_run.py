@@ -55,6 +55,7 @@ async def test_full_run_commits_files_manifest_and_latest_pointer(graph, service
         "target_template": "account",
         "target_folder": "accounts",
         "key": "id",
+        "key_attribute": None,  # the key is the object id: no attribute carries it
     }
     assert manifest["counts"]["groups"]["written"] == record.counts["groups"].written
     users_blob = services.extracts.get_blob_client(f"{prefix}/users.jsonl").get_blob_properties()
