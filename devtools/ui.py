@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -127,11 +128,16 @@ def serving(env: UiEnvironment, port: int | None = None) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.ui", description=__doc__)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--users", type=int, default=300)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop Azurite and the local Graph on SIGTERM too
     print(f"Starting Azurite, the local Graph ({args.users} users) and the demo configuration...", flush=True)
     with ui_environment(args.users) as env, serving(env, args.port) as url:
         print(f"\nThe management page (development mode: no sign-in): {url}\nCtrl+C stops.", flush=True)
