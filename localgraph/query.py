@@ -369,7 +369,9 @@ def project(obj: DirObject, select: list[str] | None, *, with_type: bool = False
     for the few non-nullable ones); ``onPremisesExtensionAttributes`` always has its 15 keys; unset
     extension properties are omitted; stream properties (``application.logo``) are never in JSON bodies.
     """
-    return project_props(obj.kind, obj.id, obj.view, select, odata_type=obj.odata_type if with_type else None)
+    # $select=id (member and memberOf pages): the id is all it takes, a packed object is not decoded.
+    props = {"id": obj.id} if select is not None and all(name == "id" for name in select) else obj.view
+    return project_props(obj.kind, obj.id, props, select, odata_type=obj.odata_type if with_type else None)
 
 
 def project_props(

@@ -110,6 +110,28 @@ class DirObject:
 _last_view: list[tuple[bytes, dict[str, Any]] | None] = [None]
 
 
+class ObjectList(Sequence[DirObject]):
+    """Directory objects by id, looked up when read."""
+
+    __slots__ = ("_ids", "_objects")
+
+    def __init__(self, objects: dict[str, DirObject], ids: list[str]) -> None:
+        self._objects = objects
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._objects[object_id] for object_id in self._ids[index]]
+        return self._objects[self._ids[index]]
+
+    def __iter__(self) -> Iterator[DirObject]:
+        objects = self._objects
+        return (objects[object_id] for object_id in self._ids)
+
+
 class GroupIds:
     """The groups one object is a direct member of, as compact as a tuple (a set of ten ids takes five
     times the memory; a generated tenant of a million users holds a million of these). It offers what the
@@ -262,8 +284,10 @@ class Tenant:
     def count(self, kind: str) -> int:
         return sum(1 for _ in self.live(kind))
 
-    def group_members(self, group_id: str) -> list[DirObject]:
-        return [self.objects[m] for m in self.members.get(group_id, {})]
+    def group_members(self, group_id: str) -> Sequence[DirObject]:
+        """A group's direct members in the order they joined; looked up as they are read (a page of a group
+        of a million members reads 999 of them, not a million)."""
+        return ObjectList(self.objects, list(self.members.get(group_id, {})))
 
     def groups_of(self, object_id: str) -> list[DirObject]:
         return [self.objects[g] for g in sorted(self.member_of.get(object_id, ()))]
