@@ -88,6 +88,8 @@ var runsQueueName = 'task-runs'
 var configTableName = 'connectorconfig'
 var historyTableName = 'runhistory'
 var stateTableName = 'taskstate'
+var idempotencyTableName = 'activityidempotency'
+var usageTableName = 'activityusage'
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var allTags = union(tags, { 'azd-env-name': environmentName, 'environment-type': environmentType })
@@ -132,7 +134,7 @@ module storage 'modules/storage.bicep' = {
     extractsContainerName: extractsContainerName
     leasesContainerName: leasesContainerName
     deploymentContainerName: deploymentContainerName
-    tableNames: [configTableName, historyTableName, stateTableName]
+    tableNames: [configTableName, historyTableName, stateTableName, idempotencyTableName, usageTableName]
     runsQueueName: runsQueueName
     extractsRetentionDays: extractsRetentionDays
     tags: allTags
@@ -198,6 +200,8 @@ var connectorSettings = {
   CONFIG_TABLE: configTableName
   HISTORY_TABLE: historyTableName
   STATE_TABLE: stateTableName
+  ACTIVITY_IDEMPOTENCY_TABLE: idempotencyTableName
+  ACTIVITY_USAGE_TABLE: usageTableName
   TICK_SCHEDULE: tickSchedule
   CREDENTIAL_CHECK_SCHEDULE: '0 0 6 * * *'
   RUN_DEADLINE_SECONDS: '3600'

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     config_table: str = _setting("CONFIG_TABLE", "connectorconfig", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     history_table: str = _setting("HISTORY_TABLE", "runhistory", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     state_table: str = _setting("STATE_TABLE", "taskstate", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    # Workflow activities (shared/activities): Idempotency-Key records, and call counts per event task and activity.
+    idempotency_table: str = _setting(
+        "ACTIVITY_IDEMPOTENCY_TABLE", "activityidempotency", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$"
+    )
+    usage_table: str = _setting(
+        "ACTIVITY_USAGE_TABLE", "activityusage", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$"
+    )
     tick_schedule: str = _setting("TICK_SCHEDULE", "0 * * * * *")  # NCRONTAB for the scheduler tick
     # NCRONTAB of the daily check of the Graph credentials' expiry (functions/monitoring.py)
     credential_check_schedule: str = _setting("CREDENTIAL_CHECK_SCHEDULE", "0 0 6 * * *")

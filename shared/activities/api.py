@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_TABLE_SETTING = "ACTIVITY_IDEMPOTENCY_TABLE"
-USAGE_TABLE_SETTING = "ACTIVITY_USAGE_TABLE"
 CONFIG_CACHE_SECONDS = 15.0  # the stored configuration is read again after this long
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
@@ -78,9 +76,8 @@ class ActivityApi:
         self._config: tuple[float, Config] | None = None
         self._config_lock = asyncio.Lock()
         self._tables_ready = False
-        environ = services.environ
-        self._idempotency_table = environ.get(IDEMPOTENCY_TABLE_SETTING) or "activityidempotency"
-        self._usage_table = environ.get(USAGE_TABLE_SETTING) or "activityusage"
+        self._idempotency_table = services.settings.idempotency_table  # ACTIVITY_IDEMPOTENCY_TABLE
+        self._usage_table = services.settings.usage_table  # ACTIVITY_USAGE_TABLE
         self._usage: UsageStore | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._flushed_at = time.monotonic()

@@ -7,12 +7,14 @@ import json
 from datetime import timedelta
 
 import azure.functions as func
+import pytest
 
 from shared.activities.api import ActivityApi, activity_api
 from shared.activities.catalog import ACTIVITIES
 from shared.activities.idempotency import IdempotencyStore
 from shared.activities.openapi import OPENAPI_PATH, render
 from shared.activities.usage import UsageStore
+from shared.settings import Settings, SettingsError
 from tests.activities.test_users import find_user, new_user_values
 
 
@@ -75,6 +77,20 @@ async def test_keys_expire(services, api):
     reservation = await store.reserve("users.read", "k", "digest-b")
     assert reservation.replay is None and reservation.conflict is None
     assert await store.purge_expired() >= 0
+
+
+def test_the_activity_tables_are_app_settings_of_the_settings_model(api, environ):
+    # Read through the one settings model (set by the Bicep and local.settings.example.json), validated there.
+    assert api._idempotency_table == environ["ACTIVITY_IDEMPOTENCY_TABLE"]
+    assert api._usage_table == environ["ACTIVITY_USAGE_TABLE"]
+    defaults = Settings.from_environ({})
+    assert (defaults.idempotency_table, defaults.usage_table) == ("activityidempotency", "activityusage")
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ({"ACTIVITY_IDEMPOTENCY_TABLE": "no_such-name", "ACTIVITY_USAGE_TABLE": "x"})
+    assert {name for name, _ in raised.value.problems} == {
+        "ACTIVITY_IDEMPOTENCY_TABLE",
+        "ACTIVITY_USAGE_TABLE",
+    }
 
 
 async def test_usage_is_counted_per_event_task_and_activity(call, services, control):

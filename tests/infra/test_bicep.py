@@ -126,7 +126,13 @@ def test_app_settings_are_exactly_the_settings_model_plus_the_hosts_own(main):
     assert variables[storage["leasesContainerName"]]["value"] == settings.leases_container
     assert variables[storage["runsQueueName"]]["value"] == settings.runs_queue
     tables = [variables[name]["value"] for name in storage["tableNames"]]
-    assert tables == [settings.config_table, settings.history_table, settings.state_table]
+    assert tables == [
+        settings.config_table,
+        settings.history_table,
+        settings.state_table,
+        settings.idempotency_table,
+        settings.usage_table,
+    ]
 
 
 def test_local_example_lists_exactly_the_settings_model_for_local_runs():
