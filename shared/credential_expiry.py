@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -72,7 +73,7 @@ async def _secret_expiries(
     services: Services, connector: Connector, secret: str, now: datetime
 ) -> list[CredentialExpiry]:
     client = services.graph(connector)
-    async with client.context(deadline=CHECK_DEADLINE_S):
+    async with client.context(deadline=time.monotonic() + CHECK_DEADLINE_S):
         body = await client.get_json(
             "applications",
             params={

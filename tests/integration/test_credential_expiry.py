@@ -81,6 +81,20 @@ async def test_client_secret_expiry_is_read_from_the_app_registration(
     )
 
 
+async def test_a_throttled_lookup_is_retried_within_the_checks_deadline(graph, control, services, environ):
+    _register_connector_app(control, graph.info.client_id, graph.info.client_secret)
+    config = parse_config(
+        {"connectors": [graph.info.connector("local", "LOCALGRAPH_CLIENT_SECRET")], "tasks": []}
+    )
+    control.set_faults({"status": 429, "retry_after": 1, "path": "^/applications", "count": 1})
+    try:
+        found = await check_credentials(services, config, now=NOW)
+    finally:
+        control.clear_faults()
+        await services.aclose()
+    assert [f.key_id for f in found] == ["0f9c7a52-7a4b-4f3e-9b1d-2c3d4e5f6a7b"]
+
+
 async def test_without_application_read_all_the_check_says_so(graph, control, services, environ, caplog):
     _register_connector_app(control, graph.info.client_id, graph.info.client_secret)
     weak = control.add_app(roles=["User.Read.All"])
