@@ -51,20 +51,26 @@ class ServiceBudget:
             self._lock = asyncio.Lock()
         waited = 0.0
         async with self._lock:  # first come, first served
-            for _ in range(count):
+            remaining = count
+            while remaining:
+                # A batch's steps are sent together: they are counted at the moment they all fit.
+                step = min(remaining, self.requests)
                 sent = self._sent
                 window = self.window_s + MARGIN_S
-                while len(sent) >= self.requests:
+                while True:
                     now = time.monotonic()
                     while sent and sent[0] <= now - window:
                         sent.popleft()
-                    if len(sent) < self.requests:
+                    excess = len(sent) + step - self.requests
+                    if excess <= 0:
                         break
-                    pause = sent[0] + window - now
+                    pause = sent[excess - 1] + window - now  # until enough of the oldest leave the window
                     await asyncio.sleep(pause)
                     waited += pause
-                sent.append(time.monotonic())
-                self.used += 1
+                now = time.monotonic()
+                sent.extend([now] * step)
+                self.used += step
+                remaining -= step
         self.waited_s += waited
         return waited
 
