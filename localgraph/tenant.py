@@ -63,7 +63,17 @@ def _unpack(packed: bytes) -> dict[str, Any]:
 class DirObject:
     """One directory object. ``props`` holds Graph's JSON properties, ``id`` included."""
 
-    __slots__ = ("_props", "deleted", "id", "kind", "ordinal", "password", "photo", "saved_memberships")
+    __slots__ = (
+        "_props",
+        "deleted",
+        "id",
+        "kind",
+        "ordinal",
+        "password",
+        "password_flags",
+        "photo",
+        "saved_memberships",
+    )
 
     def __init__(self, kind: str, props: dict[str, Any], ordinal: int) -> None:
         self.kind = kind
@@ -72,6 +82,9 @@ class DirObject:
         self.ordinal = ordinal
         self.deleted: str | None = None  # deletedDateTime while in deleted items
         self.password: str | None = None
+        # passwordProfile's flags as last written (forceChangePasswordNextSignIn, ...WithMfa); like the
+        # password, kept but not returned by reads (see localgraph/writes/users.py).
+        self.password_flags: dict[str, bool] = {}
         self.photo: tuple[str, bytes] | None = None  # (content type, bytes)
         self.saved_memberships: Sequence[str] = ()  # groups to re-join on restore
 

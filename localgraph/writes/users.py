@@ -30,6 +30,16 @@ from localgraph.writes.properties import (
 
 router = Router()
 
+# passwordProfile's flags (https://learn.microsoft.com/graph/api/resources/passwordprofile): written with the
+# password on create and on a reset, where an omitted flag is false. The local Graph keeps them on the object
+# (DirObject.password_flags) for tests to see what was sent, and returns them nowhere, like the password.
+PASSWORD_FLAGS = ("forceChangePasswordNextSignIn", "forceChangePasswordNextSignInWithMfa")
+
+
+def password_flags(profile: dict[str, Any]) -> dict[str, bool]:
+    return {flag: profile.get(flag) is True for flag in PASSWORD_FLAGS}
+
+
 # AD-mastered user properties: for a synced user the source of truth is on-premises AD, so Graph refuses
 # them (passwordProfile and accountEnabled included) [GRAPH.md section 8]. Cloud-only attributes
 # (usageLocation, employeeLeaveDateTime, passwordPolicies, cloud directory extensions...) stay writable.
@@ -78,6 +88,7 @@ def create_user(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
     }
     obj = tenant.create("user", props)  # a duplicate UPN raises ObjectConflict [GRAPH.md section 6]
     obj.password = password
+    obj.password_flags = password_flags(profile)
     return created_response(ctx, req, obj)
 
 
@@ -107,8 +118,10 @@ def update_user(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse
     if len(changes.get("otherMails") or []) > 250:
         raise invalid_value("otherMails", "user")
     password = None
+    flags = None
     if "passwordProfile" in changes:
         profile = changes.pop("passwordProfile") or {}
+        flags = password_flags(profile)
         if profile.get("password") is not None:
             password = check_password(profile["password"])
             changes["lastPasswordChangeDateTime"] = utc_now()
@@ -125,4 +138,6 @@ def update_user(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse
     drop_null_keys(user)
     if password is not None:
         user.password = password
+    if flags is not None:
+        user.password_flags = flags
     return GraphResponse(204)

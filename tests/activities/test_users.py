@@ -17,6 +17,11 @@ def password_of(graph, user_id: str) -> str | None:
     return graph.ctx.tenant.objects[user_id].password
 
 
+def must_change_password(graph, user_id: str) -> bool:
+    """passwordProfile.forceChangePasswordNextSignIn as last sent to the local Graph (Graph never returns it)."""
+    return graph.ctx.tenant.objects[user_id].password_flags["forceChangePasswordNextSignIn"]
+
+
 def new_user_values(info, local: str = "ada.obrien", **extra) -> dict:
     return {
         "login": f"{local}@{info.tenant_domain}",
@@ -45,6 +50,7 @@ async def test_create_user_writes_mapped_attributes_and_the_default_password(cal
     assert [v for k, v in user.items() if k.endswith("_costCenter")] == ["CC-42"]
     assert user["accountEnabled"] is True
     assert password_of(graph, user["id"]) == DEFAULT_PASSWORD
+    assert must_change_password(graph, user["id"]) is True  # force_change_password defaults to true
     assert body["result"]["login"] == values["login"] and "password" not in str(body)
     assert body["graph_request_ids"] and "total;dur=" in headers["Server-Timing"]
 
@@ -57,6 +63,7 @@ async def test_create_user_with_a_workflow_password_and_no_change_at_next_sign_i
     )
     assert status == 201, body
     assert password_of(graph, body["object_id"]) == "Gen3rated!Pass-99"
+    assert must_change_password(graph, body["object_id"]) is False
 
 
 async def test_create_user_names_every_missing_piece(call, control, graph):
@@ -153,6 +160,12 @@ async def test_enable_disable_reset_password_and_delete(call, control, graph):
     )
     assert status == 200, body
     assert password_of(graph, user["id"]) == DEFAULT_PASSWORD
+    assert must_change_password(graph, user["id"]) is False
+    status, body, _ = await call(
+        "users.reset-password", {"task": "people", "user": user["id"], "force_change_password": True}
+    )
+    assert status == 200 and body["result"] == {"forceChangePasswordNextSignIn": True}, body
+    assert must_change_password(graph, user["id"]) is True
     status, body, _ = await call("users.delete", {"task": "people", "user": user["id"]})
     assert status == 200, body
     assert all(u["id"] != user["id"] for u in control.objects("users") if not u.get("deletedDateTime"))
