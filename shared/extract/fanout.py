@@ -10,6 +10,8 @@ rest back.
 from __future__ import annotations
 
 import asyncio
+import binascii
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -62,6 +64,49 @@ class MemberIds:
         if self._other:
             ids = sorted(ids + self._other)
         return ids
+
+    def json_bytes(self) -> bytes | bytearray:
+        """``json.dumps(self.sorted())`` (compact), built from the packed bytes without a string per id.
+
+        The members of a group of a million take their 39 MB of JSON plus about 30 MB while sorting, not a
+        list of a million strings (about 120 MB) and copies of its JSON. Ids are sorted a first byte at a
+        time; hex digits sort as their bytes do, so the order is that of the strings.
+        """
+        if self._other:
+            return json.dumps(self.sorted(), ensure_ascii=False, separators=(",", ":")).encode()
+        packed = self._packed
+        count = len(packed) // 16
+        if not count:
+            return b"[]"
+        buckets = [bytearray() for _ in range(256)]
+        for i in range(0, len(packed), 16):
+            buckets[packed[i]] += packed[i : i + 16]
+        width = 39  # "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+        out = bytearray(1 + width * count)
+        out[0] = ord("[")
+        position = 1
+        for bucket in buckets:
+            n = len(bucket) // 16
+            if not n:
+                continue
+            chunks = sorted(bucket[i : i + 16] for i in range(0, len(bucket), 16))
+            bucket.clear()
+            digits = binascii.hexlify(b"".join(chunks))
+            region = memoryview(out)[position : position + width * n]
+            region[0::width] = b'"' * n
+            source = 0
+            for start, length in ((1, 8), (10, 4), (15, 4), (20, 4), (25, 12)):
+                for k in range(length):  # every id's k-th digit of this group, in one strided copy
+                    region[start + k :: width] = digits[source + k :: 32]
+                source += length
+                if start != 25:
+                    region[start + length :: width] = b"-" * n
+            region[37::width] = b'"' * n
+            region[38::width] = b"," * n
+            region.release()
+            position += width * n
+        out[-1] = ord("]")
+        return out
 
 
 class Collector(Protocol):

@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.config import PSEUDO_ATTRIBUTES, ObjectSelection
 from shared.config.generic import SUB_QUERIES, GenericSelection, split_external, sub_query_paths
+from shared.extract.fanout import MemberIds
 
 SOURCE_TYPE = "Microsoft Entra ID"
 MEMBERS = "members"
@@ -139,11 +140,18 @@ class Mapper:
         return MEMBER_OF in self.related_codes
 
     def record(
-        self, obj: dict[str, Any], related: Mapping[str, Iterable[str] | None] | None = None
+        self,
+        obj: dict[str, Any],
+        related: Mapping[str, Iterable[str] | None] | None = None,
+        *,
+        packed: bool = False,
     ) -> dict[str, Any]:
+        """``packed``: packed member ids stay packed (:class:`MemberIds`, sorted when the record is encoded:
+        ``encode_line``), for records written straight to the output; otherwise every value is plain JSON."""
         attributes = {code: get(obj) for code, get in self._getters}
         for name, code in self.related_codes.items():
-            attributes[code] = sorted((related or {}).get(name) or ())
+            value = (related or {}).get(name)
+            attributes[code] = value if packed and isinstance(value, MemberIds) else sorted(value or ())
         if self._sub_getters:
             results: Any = (related or {}).get(SUB_QUERIES) or {}
             for code, source, get in self._sub_getters:

@@ -111,7 +111,7 @@ class FullRead:
             related = {name: found.get(obj["id"]) for name, found in values.items()}
             if any(value is None for value in related.values()):
                 continue  # deleted while we read: it is gone, like the next read will say
-            records.append(self.mapper.record(obj, related))
+            records.append(self.mapper.record(obj, related, packed=True))
         block = await self.writer.stage(records)  # this page's own block: the checkpoint names exactly it
         return _Finished([block] if block else [], len(records), len(items), next_link)
 

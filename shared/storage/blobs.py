@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -39,8 +40,30 @@ def latest_name(task: str) -> str:
     return f"{task}/latest.json"
 
 
+_RAW = f"\x00raw-json-{secrets.token_hex(8)}-"  # a placeholder no Graph value holds
+
+
 def encode_line(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """One JSON line. A value with a ``json_bytes()`` method (packed member ids) writes its own JSON, so a very
+    large list needs no Python object per item."""
+    raw: list[Any] = []
+
+    def placeholder(value: Any) -> str:
+        if not hasattr(value, "json_bytes"):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        raw.append(value)
+        return f"{_RAW}{len(raw) - 1}\x00"
+
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=placeholder).encode()
+    if not raw:
+        return text + b"\n"
+    parts = []
+    for number, value in enumerate(raw):
+        marker = json.dumps(f"{_RAW}{number}\x00").encode()
+        head, text = text.split(marker, 1)
+        parts += [head, value.json_bytes()]
+    parts += [text, b"\n"]
+    return b"".join(parts)
 
 
 class StagedJsonl:
