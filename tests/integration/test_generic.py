@@ -252,3 +252,54 @@ def test_validation_says_plainly_when_an_incremental_task_reads_everything(graph
         "  note: tasks[0].generic (apps): Graph offers no delta for deviceManagement/detectedApps and no "
         "timestamp_property is set: every run of this incremental task reads everything (a full read)",
     ]  # the devices task (a timestamp watermark) needs no note
+
+
+async def test_a_collection_with_delta_re_reads_the_sub_queries_of_changed_items_only(
+    graph, control, services
+):
+    member_of = "/devices/{id}/memberOf?$select=id,displayName"
+    task = {
+        "name": "devices",
+        "connector": "local",
+        "mode": "incremental",
+        "mappings_type": "generic",
+        "generic": {
+            "collection": "devices",
+            "sub_queries": [{"path": member_of}],
+            "mappings": [
+                {"external": "displayName", "local": "name"},
+                {"external": f"{member_of}.displayName", "local": "groups"},
+            ],
+            "target_template": "device",
+            "target_folder": "devices",
+        },
+    }
+    config = config_of(graph.info, task)
+
+    def expected() -> dict[str, Any]:
+        groups = control.objects("groups")
+        return {
+            d["id"]: {
+                "name": d["displayName"],
+                "groups": sorted(g["displayName"] for g in groups if d["id"] in g["members"]),
+            }
+            for d in control.objects("devices")
+        }
+
+    def produced_sorted(records: dict[str, Any]) -> dict[str, Any]:
+        return {i: {**r, "groups": sorted(r["groups"])} for i, r in records.items()}
+
+    device = control.objects("devices")[0]
+    group = next(g for g in control.objects("groups") if device["id"] not in g["members"])
+    first = await run(services, config)
+    assert first.mode == "full"
+    assert produced_sorted(await read_records(services, first.files["devices"])) == expected()
+
+    control.members(group["id"], add=[device["id"]])
+    control.update("devices", device["id"], {"displayName": "renamed-device"})
+    second = await run(services, config)
+    assert second.mode == "incremental", second.resync_reason
+    produced = produced_sorted(await read_records(services, second.files["devices"]))
+    assert produced[device["id"]] == expected()[device["id"]]  # the changed item's sub-query ran again
+    assert group["displayName"] in produced[device["id"]]["groups"]
+    assert second.requests["batch_steps"] == second.counts["devices"].read  # one sub-query per changed device
