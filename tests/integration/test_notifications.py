@@ -206,10 +206,13 @@ async def test_a_change_reaches_the_output_within_seconds_without_a_schedule(gra
     await wait_until(changed, within=10, services=services)
     elapsed = time.monotonic() - started
     assert elapsed < 10
-    [run] = await notification_runs(services)
-    assert run.status == "succeeded" and run.mode == "incremental"
-    history = await services.history.list("people")
-    assert sorted(r.trigger for r in history) == ["manual", "notification"]
+    runs = await notification_runs(services)
+    assert any(r.status == "succeeded" and r.mode == "incremental" for r in runs), runs
+    # Graph delivers again an answer it judged late (over 3 s on a loaded machine): such a delivery may queue
+    # a run an interval (5 s) after the last one, up to an interval ahead of now; more would be the debounce
+    # failing.
+    assert len(runs) <= (time.monotonic() - started) / 5 + 2, runs
+    assert {r.trigger for r in await services.history.list("people")} == {"manual", "notification"}
 
 
 async def test_the_validation_handshake_and_the_function_key(graph, services, endpoint, host):
