@@ -293,7 +293,6 @@ async def test_a_change_notified_while_another_run_holds_the_lease_still_reaches
         return bool(await notification_runs(services))
 
     await wait_until(met_the_lease, services=services)
-    assert [r.status for r in await notification_runs(services)] == ["skipped"]
     await running.release()  # that run ends; it read the user before the change
 
     async def changed() -> bool:
