@@ -232,7 +232,7 @@ class AdminService:
                 Definition("task", f.id, new, f.etag) for f, new in followers
             ]
         self._validate(definitions, kind, data)
-        updated = await self.store.replace(kind, data, etag)
+        updated = await self.store.replace(kind, data, etag, old_name=current.name)
         for follower, new in followers:
             await self.store.replace("task", new, follower.etag)
         return updated

@@ -365,7 +365,7 @@ async def _apply(
             if before is None:
                 after = await admin.store.insert(change.kind, data)
             else:
-                after = await admin.store.replace(change.kind, data, before.etag)
+                after = await admin.store.replace(change.kind, data, before.etag, old_name=before.name)
             done.append((before, after))
     except Exception:
         for before, after in reversed(done):
@@ -373,7 +373,7 @@ async def _apply(
                 if before is None:
                     await admin.store.delete(after, after.etag)
                 else:
-                    await admin.store.replace(before.kind, before.data, after.etag)
+                    await admin.store.replace(before.kind, before.data, after.etag, old_name=after.name)
             except PreconditionFailed:
                 pass  # changed by someone else meanwhile: theirs stands
         raise

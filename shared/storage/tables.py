@@ -89,6 +89,8 @@ class ConfigStore:
             data: dict[str, list[Any]] = {"connectors": [], "tasks": []}
             issues = []
             for entity in self.table.list_entities():
+                if entity["PartitionKey"] not in ("connector", "task"):
+                    continue  # the admin's name claims (shared/admin/definitions.py)
                 kind = "connectors" if entity["PartitionKey"] == "connector" else "tasks"
                 try:
                     data[kind].append(json.loads(entity["definition"]))

@@ -3,6 +3,8 @@ every invalid field named."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support import USER_MAPPINGS
 
 
@@ -100,3 +102,46 @@ async def test_connector_rename_carries_its_tasks(client):
         f"/v1/connectors/{connector['id']}", headers={"If-Match": answer.headers["etag"]}
     )
     assert refused.status_code == 409 and "people" in refused.json()["detail"]
+
+
+async def test_concurrent_creates_of_one_name_store_exactly_one(client):
+    import asyncio
+
+    body = {
+        "usage": "authentication", "connector": "local", "protocol": "saml2", "realm": "staff",
+        "name": "sign-in",
+    }  # fmt: skip
+    answers = await asyncio.gather(
+        *(client.post("/v1/tasks", json={**body, "name": name}) for name in ["sign-in", "SIGN-IN", "Sign-In"])
+    )
+    statuses = sorted(a.status_code for a in answers)
+    # The losers were refused by the name claim (409) or, if they came after the winner, by validation (422).
+    assert statuses[0] == 201 and all(s in (409, 422) for s in statuses[1:]), [a.text for a in answers]
+    assert [
+        t["name"] for t in (await client.get("/v1/tasks", params={"kind": "authentication"})).json()["value"]
+    ] in (["sign-in"], ["SIGN-IN"], ["Sign-In"])
+    # The name is free again once its task is renamed or deleted.
+    created = next(a for a in answers if a.status_code == 201)
+    renamed = {**created.json()["definition"], "name": "staff-sign-in"}
+    moved = await client.put(
+        f"/v1/tasks/{created.json()['id']}", json=renamed, headers={"If-Match": created.headers["etag"]}
+    )
+    assert moved.status_code == 200
+    again = await client.post("/v1/tasks", json=body)
+    assert again.status_code == 201, again.text
+    gone = await client.delete(f"/v1/tasks/{again.json()['id']}", headers={"If-Match": again.headers["etag"]})
+    assert gone.status_code == 204
+    assert (await client.post("/v1/tasks", json=body)).status_code == 201
+
+
+async def test_the_store_refuses_a_second_claim_of_a_name_even_without_validation(admin):
+    from shared.admin.errors import Conflict
+
+    first = await admin.store.insert("task", {"id": "a1", "name": "Twin", "usage": "authentication"})
+    with pytest.raises(Conflict, match="is in use"):
+        await admin.store.insert("task", {"id": "b2", "name": "twin", "usage": "authentication"})
+    # A claim whose owner is gone (a write that failed halfway) is taken over.
+    admin.store.table.delete_entity("task", first.id)
+    taken = await admin.store.insert("task", {"id": "c3", "name": "TWIN", "usage": "authentication"})
+    assert taken.id == "c3"
+    assert [d.name for d in await admin.store.all("task") if d.name.lower() == "twin"] == ["TWIN"]
