@@ -12,6 +12,7 @@ quality, then smaller sizes, until it fits.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -20,7 +21,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024  # Graph's limit for one REST request, hence for a photo
 MAX_SIDE_PX = 648  # the largest HD size Graph keeps
 MIN_SIDE_PX = 48  # the smallest; a photo is not shrunk below it to fit a size limit
-MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+# Larger images are refused before any pixel is decoded (decompression bombs). A JPEG is decoded at a
+# reduced scale (Pillow's draft: 1/2 to 1/8, still at least 648 pixels a side), so a large one costs little;
+# a PNG has no reduced decoding: every pixel takes 4 bytes, and its copies (orientation, flattening) more, so
+# its bound is lower. A PNG photo of at most 4 MB holds a few million pixels; a PNG with many more pixels in
+# that size is a flat image or a bomb (a 140 kB PNG of 6000x6000 pixels needs over 300 MB to decode).
+MAX_PIXELS = 40_000_000
+MAX_PNG_PIXELS = 4096 * 4096
+# Photos decoded at once per process: bounds the memory concurrent calls can take.
+_DECODING = threading.BoundedSemaphore(2)
 _QUALITIES = (88, 80, 72, 64, 56, 48, 40)
 _SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
@@ -54,10 +63,11 @@ def prepare_photo(data: bytes, *, max_bytes: int = 100_000) -> PreparedPhoto:
             f"the photo is {len(data):,} bytes; Graph accepts at most {MAX_UPLOAD_BYTES:,} bytes (4 MB)"
         )
     declared = _declared_format(data)
-    image = _decode(data, declared)
-    image = ImageOps.exif_transpose(image)
-    image = _flatten(image)
-    image.thumbnail((MAX_SIDE_PX, MAX_SIDE_PX), Image.Resampling.LANCZOS)
+    with _DECODING:
+        image = _decode(data, declared)
+        image = ImageOps.exif_transpose(image)
+        image = _flatten(image)
+        image.thumbnail((MAX_SIDE_PX, MAX_SIDE_PX), Image.Resampling.LANCZOS)
     while True:
         for quality in _QUALITIES:
             encoded = _encode(image, quality)
@@ -78,12 +88,16 @@ def _decode(data: bytes, declared: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[declared]) as probe:
                 width, height = probe.size
-                if width * height > MAX_PIXELS:
+                limit = MAX_PNG_PIXELS if declared == "PNG" else MAX_PIXELS
+                if width * height > limit:
                     raise PhotoRefused(
-                        f"the photo is {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are accepted"
+                        f"the photo is {width}x{height} pixels; a {declared} of at most {limit:,} pixels "
+                        "is accepted"
                     )
                 probe.verify()  # checks the file's structure (PNG checksums, JPEG markers)
             image = Image.open(io.BytesIO(data), formats=[declared])
+            if declared == "JPEG":
+                image.draft("RGB", (MAX_SIDE_PX, MAX_SIDE_PX))  # decode at 1/2..1/8 scale where it can
             image.load()  # decodes every pixel: a truncated or corrupt file fails here
     except PhotoRefused:
         raise
