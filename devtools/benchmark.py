@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 PAGE = 999
+MEMBER_PAGES = "GET /groups/{id}/members"
 BUDGET_RU_PER_10S = 8000  # tenants over 500 users
 
 
@@ -73,6 +74,8 @@ def task_definition(name: str, connector: str) -> dict[str, Any]:
 class Floor:
     chain_pages: int
     min_units: int
+    user_pages: int = 0
+    group_chain_pages: int = 0  # the largest group's: its groups page, then its member pages
 
 
 def floor_for(users: int, group_sizes: list[int], groups: int) -> Floor:
@@ -81,10 +84,11 @@ def floor_for(users: int, group_sizes: list[int], groups: int) -> Floor:
     largest = max(group_sizes or [0])
     # A group's member pages can only start once its groups page has arrived; the largest group sits on
     # the first page in the generated tenant, so its chain is 1 + its pages.
-    chain = max(user_pages, 1 + max(1, math.ceil(largest / PAGE)))
+    group_chain = 1 + max(1, math.ceil(largest / PAGE))
+    chain = max(user_pages, group_chain)
     units = user_pages * 1 + group_pages * 1  # list with $select: 2-1 and 1-1 (min 1)
     units += sum(max(1, math.ceil(size / PAGE)) * 2 for size in group_sizes)  # members: 3-1 per page
-    return Floor(chain, units)
+    return Floor(chain, units, user_pages, group_chain)
 
 
 async def _child(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,6 +130,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
         info = ConnectionInfo(**json.loads(line))
         graph_ready_s = time.perf_counter() - launched
         graph_ready_rss_mb = _process_rss_mb(graph.pid, "VmHWM")
+        graph_ready_cpu_s = _process_cpu_s(graph.pid)
         control = ControlClient(info, timeout=600)
         group_sizes = control.tenant_info()[
             "group_sizes"
@@ -194,6 +199,9 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
                     "graph_service_s": summary.get("service_s", 0.0),
                     "chain_service_s": summary.get("service_s_by_path", {}).get("GET /users", 0.0),
                     "chain_requests": summary.get("by_path", {}).get("GET /users", 0),
+                    # Member pages followed by their links (the largest group's are a chain of their own).
+                    "member_pages_service_s": summary.get("service_s_by_path", {}).get(MEMBER_PAGES, 0.0),
+                    "member_pages": summary.get("by_path", {}).get(MEMBER_PAGES, 0),
                     "graph_cpu_s": summary.get("process_cpu_s", 0.0) - graph_cpu_before,
                     "blob_bytes_written": staged_bytes(),
                 }
@@ -205,10 +213,13 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
             "largest_group": max(group_sizes or [0]),
             "latency_ms": args.latency_ms,
             "floor_chain_pages": floor.chain_pages,
+            "floor_user_pages": floor.user_pages,
+            "floor_group_chain_pages": floor.group_chain_pages,
             "floor_units": floor.min_units,
             "runs": results,
             "graph_ready_s": graph_ready_s,
             "graph_ready_rss_mb": graph_ready_rss_mb,
+            "graph_ready_cpu_s": graph_ready_cpu_s,
             "graph_peak_rss_mb": _process_rss_mb(graph.pid, "VmHWM"),
         }
     finally:
@@ -228,6 +239,15 @@ def _process_rss_mb(pid: int, field: str = "VmRSS") -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _process_cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system; Linux; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def count_staged_bytes() -> Any:
@@ -262,12 +282,19 @@ def floors(result: dict[str, Any], label: str = "full") -> dict[str, float]:
     latency = result["latency_ms"] / 1000
     units = run["resource_units"] / (BUDGET_RU_PER_10S / 10)
     chain = result["floor_chain_pages"] * latency if label == "full" else 0.0
-    # The chain is the users pages (the longest sequence in these tenants); their measured time, scaled to
-    # the chain's length if the longest chain is another one.
-    pages = max(1, run.get("chain_requests", 0))
-    chain_service = run.get("chain_service_s", 0.0) * result["floor_chain_pages"] / pages if chain else 0.0
+    # Two chains of pages fetched one after another: the users pages (their measured service time), and the
+    # largest group's member pages (the mean measured service time of a member page followed by its link).
+    user_pages = result.get("floor_user_pages", result["floor_chain_pages"])
+    group_pages = result.get("floor_group_chain_pages", 0)
+    users_chain = user_pages * latency + run.get("chain_service_s", 0.0) * user_pages / max(
+        1, run.get("chain_requests", 0)
+    )
+    member_page_s = run.get("member_pages_service_s", 0.0) / max(1, run.get("member_pages", 0))
+    group_chain = group_pages * latency + max(0, group_pages - 1) * member_page_s
+    chain_with_service = max(users_chain, group_chain) if chain else 0.0
+    chain_service = chain_with_service - chain if chain else 0.0
     today = max(units, chain)
-    with_service = max(units, chain + chain_service)
+    with_service = max(units, chain_with_service)
     return {
         "units_s": units,
         "chain_s": chain,
@@ -283,7 +310,8 @@ def _report(result: dict[str, Any]) -> None:
     latency = result["latency_ms"] / 1000
     if "graph_ready_s" in result:
         print(
-            f"  local Graph: ready in {result['graph_ready_s']:.1f} s at {result['graph_ready_rss_mb']:,.0f} MB; "
+            f"  local Graph: ready in {result['graph_ready_s']:.1f} s (CPU {result.get('graph_ready_cpu_s', 0):.1f} s) "
+            f"at {result['graph_ready_rss_mb']:,.0f} MB; "
             f"peak {result['graph_peak_rss_mb']:,.0f} MB"
         )
     print(
