@@ -17,8 +17,10 @@ Refused before any request is sent, with the reason:
 - another scheme, host or port; user information (``https://graph.microsoft.com@evil.example``); a suffix that
   starts with ``//`` or holds ``://`` (protocol-relative or embedded URLs);
 - backslashes, whitespace, control characters, non-ASCII characters (percent-encode them), fragments;
-- in the path: empty segments (``//``), ``.`` and ``..`` segments, encoded ``/``, ``\\``, ``?``, ``#`` or
-  ``%`` (``%2F``, ``%5C``, ``%3F``, ``%23``, ``%25``: double encoding), also after decoding;
+- in the path: empty segments (``//``), ``.`` and ``..`` segments, encoded ``/``, ``\\``, ``?`` or ``%``
+  (``%2F``, ``%5C``, ``%3F``, ``%25``: double encoding) or NUL, also after decoding. An encoded ``#`` (``%23``)
+  is allowed: Graph needs it in guest users' UPNs (``..._contoso.com%23EXT%23@...``), and once decoded by
+  Graph it is part of a name, never a fragment;
 - IP literals and every other spelling of a host (``0x7f.1``, ``[::1]``, decimal addresses) simply do not
   equal the configured host, unless the connector itself is configured with that literal (the local Graph).
 
@@ -36,7 +38,7 @@ import httpx
 API_VERSION = "v1.0"
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?![0-9])")
-_ENCODED_FORBIDDEN_IN_PATH = re.compile(r"%(2[fF]|5[cC]|3[fF]|23|25|00)")
+_ENCODED_FORBIDDEN_IN_PATH = re.compile(r"%(2[fF]|5[cC]|3[fF]|25|00)")
 
 
 class AddressRefused(ValueError):
@@ -114,7 +116,7 @@ def _check_path(path: str) -> None:
         raise AddressRefused("the URL needs a path on the Graph host")
     if _ENCODED_FORBIDDEN_IN_PATH.search(path):
         raise AddressRefused(
-            "encoded '/', '\\', '?', '#', '%' or NUL (%2F, %5C, %3F, %23, %25, %00) are not allowed in the path"
+            "encoded '/', '\\', '?', '%' or NUL (%2F, %5C, %3F, %25, %00) are not allowed in the path"
         )
     decoded = unquote(path)
     if "\\" in decoded or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):

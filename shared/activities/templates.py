@@ -7,7 +7,10 @@ dollars is literal text (``$filter=``, ``$ref``, ``$count`` are left alone), and
 placeholder whose value is missing is an error naming it, so a typo cannot call Graph with a hole in it.
 
 - In a **URL** each value is percent-encoded (every character but ``A-Z a-z 0-9 - . _ ~``), so a value can
-  never add a path segment, a query parameter or a host.
+  never add a path segment, a query parameter or a host. Inside a quoted OData string literal of the
+  template (``$filter=surname eq '$surname$'``; the quote written ``'`` or ``%27``) a value's ``'`` is first
+  doubled, as OData escapes it, so ``O'Brien`` matches and a value cannot end the literal and add conditions
+  (Graph decodes ``%27`` back to ``'`` before it reads the filter).
 - In a **body** the template is JSON with placeholders. Inside a JSON string a value is inserted with JSON
   string escaping (quotes, backslashes, newlines and control characters escaped), so it stays inside that
   string; outside strings the value is inserted as a JSON value (``true``, ``12``, ``null``, ``"text"``,
@@ -27,6 +30,7 @@ from urllib.parse import quote
 _CODE = r"[A-Za-z_][A-Za-z0-9_.-]{0,127}"
 PLACEHOLDER = re.compile(rf"\$({_CODE}(?::{_CODE})?)\$")
 _WHOLE = re.compile(rf"\s*\$({_CODE}(?::{_CODE})?)\$\s*")
+_ODATA_QUOTE = re.compile(r"'|%27", re.IGNORECASE)
 
 
 class TemplateError(ValueError):
@@ -81,10 +85,13 @@ def render_url(template: str, values: Mapping[str, Any]) -> str:
             missing,
         )
     out: list[str] = []
+    in_literal = False  # inside an OData string literal ('...')
     for literal, code in _pieces(template):
         out.append(literal)
+        in_literal ^= len(_ODATA_QUOTE.findall(literal)) % 2 == 1
         if code is not None:
-            out.append(quote(_as_text(lookup(code, values)), safe=""))
+            text = _as_text(lookup(code, values))
+            out.append(quote(text.replace("'", "''") if in_literal else text, safe=""))
     return "".join(out)
 
 

@@ -104,6 +104,39 @@ async def test_generic_get_joins_base_query_and_returns_the_body(call, control):
     assert set(body["result"]["response"]) == {"@odata.context", "id", "displayName"}
 
 
+async def test_generic_filter_values_are_odata_escaped_inside_quotes(call, control):
+    # A value inside a quoted OData literal has its ' doubled before it is percent-encoded (Graph decodes %27
+    # back to ' before reading the filter): O'Brien matches, and a value cannot end the literal.
+    named = next(u for u in control.objects("users") if "'" in (u.get("displayName") or ""))
+    request = {
+        "task": "people",
+        "method": "GET",
+        "url": "users?$filter=displayName%20eq%20'$name$'&$select=id",
+    }
+    status, body, _ = await call("graph.call", {**request, "values": {"name": named["displayName"]}})
+    assert status == 200, body
+    assert named["id"] in [u["id"] for u in body["result"]["response"]["value"]]
+    injected = "nobody' or startswith(displayName,'"
+    status, body, _ = await call("graph.call", {**request, "values": {"name": injected}})
+    assert status == 200 and body["result"]["response"]["value"] == [], body
+
+
+async def test_generic_call_reaches_a_guest_by_user_principal_name(call, control):
+    # Graph needs the '#' of a guest's #EXT# UPN encoded as %23 in the path: allowed there.
+    guest = next(u for u in control.objects("users") if "#EXT#" in u["userPrincipalName"])
+    status, body, _ = await call(
+        "graph.call",
+        {
+            "task": "people",
+            "method": "GET",
+            "url": "users/$upn$",
+            "values": {"upn": guest["userPrincipalName"]},
+        },
+    )
+    assert status == 200, body
+    assert body["result"]["response"]["id"] == guest["id"]
+
+
 async def test_generic_whole_body_from_one_attribute(call, control):
     user = next(u for u in control.objects("users") if not u.get("onPremisesSyncEnabled"))
     payload = json.dumps(
@@ -197,6 +230,8 @@ def test_url_joining_rules():
 def test_templates_encode_values_for_urls_and_json():
     values = {"a": "x/y?z=1&w", "b": 'q"u\\o\nte', "n": 5, "t": True, "ref:c": "R", "card": {"d": "D"}}
     assert templates.render_url("u/$a$/$ref:c$/$card:d$/$$ref", values) == "u/x%2Fy%3Fz%3D1%26w/R/D/$ref"
+    quoted = templates.render_url("u?$filter=a%20eq%20'$q$'%20and%20b%20eq%20%27$q$%27&x=$q$", {"q": "O'B"})
+    assert quoted == "u?$filter=a%20eq%20'O%27%27B'%20and%20b%20eq%20%27O%27%27B%27&x=O%27B"
     body = templates.render_body('{"s": "$b$", "n": $n$, "t": $t$, "raw": "$filter=$$x"}', values)
     assert body == {"s": 'q"u\\o\nte', "n": 5, "t": True, "raw": "$filter=$x"}
     with pytest.raises(templates.TemplateError) as missing:
