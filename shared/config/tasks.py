@@ -94,6 +94,12 @@ class ScheduledTask(ConfigModel):
         return self
 
     @property
+    def storage_key(self) -> str:
+        """What the task's history, state, output and lease should be keyed by: its stable id (a file's task
+        gets its name as id when first stored), so a rename keeps them. The runner keys by name today."""
+        return self.id or self.name
+
+    @property
     def reads_users(self) -> bool:
         return "users" in READS[self.mappings_type]
 

@@ -59,15 +59,21 @@ class ConfigStore:
 
         def run() -> None:
             # Rows are keyed by each definition's stable id (shared/admin/definitions.py): a definition
-            # without one keeps the id of the stored row of the same name, or gets a new one.
+            # without one keeps the id of the stored row of the same name, or gets its name as id (so storage
+            # keyed by id stays where storage keyed by name was), or a new GUID when a renamed definition
+            # already holds that id.
             stored = {}
+            taken = set()
             for entity in self.table.list_entities(select=["PartitionKey", "RowKey", "name"]):
                 name = str(entity.get("name") or entity["RowKey"]).lower()
                 stored[(entity["PartitionKey"], name)] = entity["RowKey"]
+                taken.add((entity["PartitionKey"], entity["RowKey"].lower()))
             wanted: dict[tuple[str, str], tuple[str, str]] = {}
             items = [("connector", c) for c in config.connectors] + [("task", t) for t in config.tasks]
             for partition, item in items:
-                row = item.id or stored.get((partition, item.name.lower())) or str(uuid.uuid4())
+                row = item.id or stored.get((partition, item.name.lower()))
+                if row is None:
+                    row = item.name if (partition, item.name.lower()) not in taken else str(uuid.uuid4())
                 definition = item.model_copy(update={"id": row}).model_dump_json(exclude_none=True)
                 wanted[(partition, row)] = (item.name, definition)
             for (partition, row), (name, definition) in wanted.items():

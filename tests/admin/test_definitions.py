@@ -145,3 +145,20 @@ async def test_the_store_refuses_a_second_claim_of_a_name_even_without_validatio
     taken = await admin.store.insert("task", {"id": "c3", "name": "TWIN", "usage": "authentication"})
     assert taken.id == "c3"
     assert [d.name for d in await admin.store.all("task") if d.name.lower() == "twin"] == ["TWIN"]
+
+
+async def test_a_files_task_gets_its_name_as_id_and_a_later_file_never_clobbers_a_renamed_one(
+    client, stored, graph
+):
+    from tests.support import task_config
+
+    task = await _task(client)
+    assert task["id"] == "people"  # stored from a file: its name is its id, where its storage already is
+    renamed = {**task["definition"], "name": "people-2024"}
+    assert (
+        await client.put(f"/v1/tasks/{task['id']}", json=renamed, headers={"If-Match": task["etag"]})
+    ).status_code == 200
+    await stored.config_store.save(task_config(graph.info), replace=False)  # a file with a new "people"
+    tasks = {t["name"]: t["id"] for t in (await client.get("/v1/tasks")).json()["value"]}
+    assert tasks["people-2024"] == "people" and tasks["people"] not in ("people", "people-2024")
+    assert (await stored.config_store.load()).task("people-2024").storage_key == "people"
