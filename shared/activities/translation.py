@@ -62,13 +62,25 @@ def to_graph(
 
 
 def _convert_in(value: Any, mapping: EventAttributeMapping, task: EventTask) -> Any:
+    typed = typed_value(value, mapping, task)
+    if isinstance(typed, datetime):
+        return typed.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(typed, date):
+        return typed.isoformat()
+    return typed
+
+
+def typed_value(value: Any, mapping: EventAttributeMapping, task: EventTask) -> Any:
+    """A workflow's value as Graph's type: a ``date`` or a UTC ``datetime`` for date / datetime mappings (read
+    in the task's formats), the value itself otherwise. ``$filter`` literals are built from it (a date-time
+    is compared unquoted, as a DateTimeOffset)."""
     if mapping.format == "value" or value is None:
         return value
     if not isinstance(value, str):
         raise ValueError(f"a {mapping.format} is expected as text in the event task's format")
     if mapping.format == "date":
         try:
-            return datetime.strptime(value, task.date_format).date().isoformat()
+            return datetime.strptime(value, task.date_format).date()
         except ValueError:
             raise ValueError(f"not a date in the format {task.date_format}") from None
     try:
@@ -77,7 +89,7 @@ def _convert_in(value: Any, mapping: EventAttributeMapping, task: EventTask) -> 
         raise ValueError(f"not a date-time in the format {task.datetime_format}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def from_graph(obj: Mapping[str, Any], mappings: EventMappings, task: EventTask) -> dict[str, Any]:

@@ -258,9 +258,20 @@ async def verify_in(
     call: ActivityCall, request: VerifyRequest, collection: str, mappings: EventMappings
 ) -> VerifyResponse:
     by_local = {mapping.local: mapping.external for mapping in mappings.mappings}
-    comparisons, problems = comparisons_from([c.model_dump() for c in request.conditions], by_local)
-    if problems:
-        raise invalid([(f"conditions[{index}].code", message) for index, message in problems])
+    conditions = [c.model_dump() for c in request.conditions]
+    value_problems: list[tuple[str, str]] = []
+    for index, condition in enumerate(conditions):
+        mapping = mappings.external_of().get(condition["code"])
+        if mapping is not None:  # values in the task's date formats compare as Graph's dates
+            try:
+                condition["value"] = translation.typed_value(condition["value"], mapping, call.task)
+            except ValueError as exc:
+                value_problems.append((f"conditions[{index}].value", str(exc)))
+    comparisons, problems = comparisons_from(conditions, by_local)
+    if problems or value_problems:
+        raise invalid(
+            [(f"conditions[{index}].code", message) for index, message in problems] + value_problems
+        )
     query = build_filter(comparisons)
     try:
         page = await call.get_json(collection, params=query.params(), headers=query.headers())

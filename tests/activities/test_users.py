@@ -213,3 +213,25 @@ async def test_verify_user_refuses_unmapped_codes(call):
         "users.verify", {"task": "people", "conditions": [{"code": "nope", "value": "x"}]}
     )
     assert status == 400 and body["errors"][0]["field"] == "conditions[0].code"
+
+
+async def test_verify_compares_dates_in_the_event_tasks_format(call, graph):
+    # The workflow's values are in the task's date-time format; Graph compares employeeHireDate with a
+    # DateTimeOffset literal (unquoted, ISO 8601), as users/create wrote it.
+    values = new_user_values(graph.info, "hire.date", hired="01.02.2026 08:30")
+    assert (await call("users.create", {"task": "people", "values": values}))[0] == 201
+    conditions = [
+        {"code": "login", "operator": "equal", "value": values["login"]},
+        {"code": "hired", "operator": "equal", "value": "01.02.2026 08:30"},
+    ]
+    status, body, _ = await call("users.verify", {"task": "people", "conditions": conditions})
+    assert status == 200, body
+    assert body["found"] is True and "employeeHireDate eq 2026-02-01T08:30:00Z" in body["result"]["filter"]
+    conditions[1]["value"] = "02.02.2026 08:30"
+    status, body, _ = await call("users.verify", {"task": "people", "conditions": conditions})
+    assert status == 200 and body["found"] is False, body
+    conditions[1]["value"] = "2026-02-01"
+    status, body, _ = await call("users.verify", {"task": "people", "conditions": conditions})
+    assert status == 400 and body["errors"] == [
+        {"field": "conditions[1].value", "message": "not a date-time in the format %d.%m.%Y %H:%M"}
+    ], body
