@@ -29,6 +29,7 @@ from azure.storage.blob import ContainerClient
 
 from shared.config.generic import SUB_QUERIES, GenericSelection
 from shared.extract.incremental import DeltaRound
+from shared.extract.relations import RelationFactory
 from shared.extract.streams import Stream, StreamSpec
 from shared.extract.subqueries import sub_queries_factory
 from shared.extract.view import line_id
@@ -40,7 +41,9 @@ WATERMARK = "watermark:"
 
 def generic_spec(selection: GenericSelection) -> StreamSpec:
     """The specification of a generic selection's stream (named after the collection's last segment)."""
-    relations = {SUB_QUERIES: sub_queries_factory(selection)} if selection.sub_queries else {}
+    relations: dict[str, RelationFactory] = {}
+    if selection.sub_queries:
+        relations[SUB_QUERIES] = sub_queries_factory(selection)
     return StreamSpec(
         name=selection.collection.rsplit("/", 1)[-1],
         collection=selection.collection,

@@ -97,7 +97,7 @@ class ByGroupMembership:
 
     async def narrow(self, scope: Scope, fanout: FanOut) -> Scope:
         include = frozenset((await self._members(fanout, self.include)).ids) if self.include else None
-        exclude = frozenset()
+        exclude: frozenset[str] = frozenset()
         if self.exclude:
             excluded = await self._members(fanout, self.exclude)
             exclude = frozenset(excluded.ids)

@@ -32,11 +32,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from shared.config.generic import SUB_QUERIES, GenericSelection, SubQuery
-from shared.extract.relations import RelationContext, Values
+from shared.extract.relations import Relation, RelationContext, RelationFactory, Values
 
 if TYPE_CHECKING:
     from shared.extract.incremental import DeltaRound
@@ -122,7 +122,7 @@ class SubQueries:
     def touches(self, object_id: str, line: bytes) -> bool:
         return False  # sub-query results change with their item only (a full run refreshes them all)
 
-    def patch(self, object_id: str, current: Iterable[str]) -> Results:  # type: ignore[override]
+    def patch(self, object_id: str, current: Iterable[str]) -> Results:
         return self._fresh.get(object_id, {})
 
     # ------------------------------------------------------------------------------------------ reads
@@ -172,11 +172,12 @@ class SubQueries:
                 await self._level(child, children, results, mine)
 
 
-def sub_queries_factory(selection: GenericSelection):  # type: ignore[no-untyped-def]
-    """The relation factory a generic stream specification offers (bound to its selection's sub-queries)."""
+def sub_queries_factory(selection: GenericSelection) -> RelationFactory:
+    """The relation factory a generic stream specification offers (bound to its selection's sub-queries).
+    Its values are sub-query results rather than id lists; the mapper reads them by path."""
     tree = tuple(selection.sub_queries)
 
-    def make(spec: StreamSpec, context: RelationContext) -> SubQueries:
-        return SubQueries(spec, context, tree)
+    def make(spec: StreamSpec, context: RelationContext) -> Relation:
+        return cast("Relation", SubQueries(spec, context, tree))
 
     return make
