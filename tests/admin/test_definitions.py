@@ -162,3 +162,14 @@ async def test_a_files_task_gets_its_name_as_id_and_a_later_file_never_clobbers_
     tasks = {t["name"]: t["id"] for t in (await client.get("/v1/tasks")).json()["value"]}
     assert tasks["people-2024"] == "people" and tasks["people"] not in ("people", "people-2024")
     assert (await stored.config_store.load()).task("people-2024").storage_key == "people"
+
+
+async def test_the_page_escapes_what_definitions_hold(client):
+    task = await _task(client)
+    hostile = {**task["definition"], "description": "<script>alert('x')</script>"}
+    assert (
+        await client.put(f"/v1/tasks/{task['id']}", json=hostile, headers={"If-Match": task["etag"]})
+    ).status_code == 200
+    page = await client.get(f"/tasks/{task['id']}")
+    assert page.status_code == 200
+    assert "<script>alert" not in page.text and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text
