@@ -108,12 +108,15 @@ async def _run(args: argparse.Namespace, environ: dict[str, str]) -> int:
     services = _services(environ)
     config = load_config(args.config) if args.config else None
     progress = ProgressLine()
-    outcome = await run_task(
-        services,
-        RunRequest(task=args.task, trigger="cli", full_resync=args.full_resync, force=args.force),
-        config=config,
-        progress=progress,
-    )
+    try:
+        outcome = await run_task(
+            services,
+            RunRequest(task=args.task, trigger="cli", full_resync=args.full_resync, force=args.force),
+            config=config,
+            progress=progress,
+        )
+    finally:
+        await services.aclose()  # the pooled Graph clients this command opened
     progress.done()
     print_record(outcome.record)
     return 0 if outcome.record.status == "succeeded" else 1
@@ -190,7 +193,11 @@ async def _approve(args: argparse.Namespace, environ: dict[str, str]) -> int:
 
 
 async def _history(args: argparse.Namespace, environ: dict[str, str]) -> int:
-    records = await _services(environ).history.list(args.task, limit=args.limit)
+    services = _services(environ)
+    key = args.task
+    if args.task is not None:
+        key = await services.config_store.task_key(args.task)  # history is keyed by the task's stable id
+    records = await services.history.list(key, limit=args.limit)
     if not records:
         print("no runs recorded")
     for record in records:
