@@ -111,8 +111,14 @@ class Stream:
         return sorted(self.selection.pseudo_attributes)
 
     def fingerprint(self) -> str:
-        """Changes to any of these settings change the records, so the next run must read everything."""
-        canonical = self.selection.model_dump_json(exclude={"target_template", "target_folder"})
+        """Changes to any of these settings change the records, so the next run must read everything.
+
+        Settings that only steer delivery are left out: where the platform stores the records (target
+        template and folder, in the manifest and batch headers) and the deletion marking (applied to the
+        delivered view by shared/delivery); changing them never changes a record of the view."""
+        canonical = self.selection.model_dump_json(
+            exclude={"target_template", "target_folder", "deletion_marking"}
+        )
         return hashlib.sha256((canonical + self.name).encode()).hexdigest()[:16]
 
 

@@ -419,3 +419,27 @@ async def test_groups_are_marked_too(mode, graph, control, services, receiver):
         soft: ("mark", {"status": "5 - Removed", "why": "soft_deleted"}),
         hard: ("mark", {"status": "5 - Removed", "why": "deleted"}),
     }
+
+
+async def test_changing_the_deletion_marking_keeps_incremental_reads(graph, control, services, receiver):
+    config = delivery_config(graph.info, receiver.url, mode="incremental")
+    await run(services, config)
+    remarked = delivery_config(
+        graph.info,
+        receiver.url,
+        mode="incremental",
+        users={"deletion_marking": {**MARKING, "value": "Removed", "reason_attribute": None}},
+    )
+    second = await run(services, remarked)
+    assert (second.mode, second.resync_reason) == ("incremental", None)  # delivery-only: no re-read
+    assert second.load.counts["upserts"] == 0
+    gone = control.objects("users")[0]["id"]
+    control.delete("users", gone)
+    sent = len(receiver.applied)
+    third = await run(services, remarked)
+    assert third.mode == "incremental"
+    assert [(r["id"], r["attributes"]) for r in delivered(receiver, sent)] == [(gone, {"status": "Removed"})]
+    retitled = delivery_config(
+        graph.info, receiver.url, mode="incremental", users={"mappings": USER_MAPPINGS[:-1]}
+    )
+    assert (await run(services, retitled)).mode == "full"  # a mapping shapes the records: a full read
