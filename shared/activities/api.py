@@ -26,7 +26,13 @@ from shared.activities import task_runs
 from shared.activities.calls import ActivityCall
 from shared.activities.catalog import BY_NAME, Activity
 from shared.activities.contract import Problem, RunTaskRequest
-from shared.activities.idempotency import KEY_MAX_LENGTH, IdempotencyStore, StoredAnswer, body_digest
+from shared.activities.idempotency import (
+    KEY_MAX_LENGTH,
+    AnswerTooLarge,
+    IdempotencyStore,
+    StoredAnswer,
+    body_digest,
+)
 from shared.activities.problems import ActivityError, from_graph_error, from_validation_error, invalid
 from shared.activities.usage import FLUSH_SECONDS, UsageStore
 from shared.config import Config, ConfigError
@@ -274,9 +280,15 @@ class ActivityApi:
         try:
             if answer.status < 500 and kind not in NOT_FINAL:
                 headers = {k: v for k, v in answer.headers.items() if k.lower() != "server-timing"}
-                await store.complete(
-                    activity.name, key, digest, StoredAnswer(answer.status, answer.body, headers)
-                )
+                try:
+                    await store.complete(
+                        activity.name, key, digest, StoredAnswer(answer.status, answer.body, headers)
+                    )
+                except AnswerTooLarge as exc:
+                    log.warning(
+                        "the answer of %s is not kept for its Idempotency-Key: %s", activity.name, exc
+                    )
+                    await store.release(activity.name, key)
             else:
                 await store.release(activity.name, key)
         except Exception:

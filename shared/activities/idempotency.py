@@ -9,6 +9,11 @@ a second call with the key while the first is running gets 409 (the draft's "req
 reservation left by a process that died is taken over after ``LOCK_SECONDS``. Only final outcomes are kept:
 2xx answers and Graph's refusals; invalid requests (nothing was done) and upstream trouble (502/503: the
 caller should try again, and activities resolve unknown outcomes themselves) release the key instead.
+
+The answer's body is kept as binary properties of at most 64 KiB each (a table property holds at most 64 KiB,
+an entity at most 1 MiB: https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model),
+so at most ``MAX_KEPT_BODY_BYTES``. A larger answer (a generic GET of a big collection) is not kept: the key
+is released, and a repeat runs again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from azure.data.tables import TableClient, UpdateMode
 KEY_MAX_LENGTH = 255
 TTL = timedelta(hours=24)
 LOCK_SECONDS = 240  # longer than an HTTP-triggered function may run (230 s)
+CHUNK_BYTES = 64 * 1024  # a table property's limit
+MAX_CHUNKS = 10  # an entity holds at most 1 MiB (binary values count base64-encoded in the emulator)
+MAX_KEPT_BODY_BYTES = CHUNK_BYTES * MAX_CHUNKS
+
+
+class AnswerTooLarge(ValueError):
+    """The answer is larger than a table entity can keep."""
 
 
 @dataclass(frozen=True)
@@ -112,13 +124,19 @@ class IdempotencyStore:
                 )
             return Reservation(
                 replay=StoredAnswer(
-                    int(stored["status"]), stored["body"].encode(), json.loads(stored.get("headers") or "{}")
+                    int(stored["status"]), _stored_body(stored), json.loads(stored.get("headers") or "{}")
                 )
             )
         return Reservation(conflict=(409, "this Idempotency-Key is contended; retry later"))
 
     async def complete(self, activity: str, key: str, digest: str, answer: StoredAnswer) -> None:
+        """Keep ``answer`` for the key; :class:`AnswerTooLarge` (nothing written) past ``MAX_KEPT_BODY_BYTES``."""
+        if len(answer.body) > MAX_KEPT_BODY_BYTES:
+            raise AnswerTooLarge(
+                f"the answer has {len(answer.body):,} bytes; at most {MAX_KEPT_BODY_BYTES:,} can be kept"
+            )
         now = datetime.now(UTC)
+        chunks = [answer.body[at : at + CHUNK_BYTES] for at in range(0, len(answer.body), CHUNK_BYTES)]
         entity: dict[str, Any] = {
             "PartitionKey": activity,
             "RowKey": self._row(key),
@@ -127,7 +145,8 @@ class IdempotencyStore:
             "locked_until": now,
             "expires_at": now + self.ttl,
             "status": answer.status,
-            "body": answer.body.decode(),
+            "body_chunks": len(chunks),
+            **{f"body_{index}": chunk for index, chunk in enumerate(chunks)},
             "headers": json.dumps(answer.headers),
         }
         await asyncio.to_thread(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
@@ -147,3 +166,7 @@ class IdempotencyStore:
             return removed
 
         return await asyncio.to_thread(run)
+
+
+def _stored_body(stored: Any) -> bytes:
+    return b"".join(bytes(stored[f"body_{index}"]) for index in range(int(stored.get("body_chunks") or 0)))

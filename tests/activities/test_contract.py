@@ -11,7 +11,7 @@ import pytest
 
 from shared.activities.api import ActivityApi, activity_api
 from shared.activities.catalog import ACTIVITIES
-from shared.activities.idempotency import IdempotencyStore
+from shared.activities.idempotency import MAX_KEPT_BODY_BYTES, AnswerTooLarge, IdempotencyStore, StoredAnswer
 from shared.activities.openapi import OPENAPI_PATH, render
 from shared.activities.usage import UsageStore
 from shared.settings import Settings, SettingsError
@@ -59,6 +59,31 @@ async def test_graph_refusals_are_kept_and_replayed(call, control):
     control.clear_requests()
     again = await call("memberships.add", request, headers)
     assert again[0] == 404 and again[1] == first[1] and control.requests()["http_calls"] == 0
+
+
+async def test_large_answers_are_kept_up_to_the_tables_limits(api):
+    store = await api.idempotency()
+    largest = ('{"x": "' + "é" * (MAX_KEPT_BODY_BYTES // 2 - 10) + '"}').encode()
+    assert len(largest) <= MAX_KEPT_BODY_BYTES
+    assert (await store.reserve("graph.call", "large", "d")).conflict is None
+    await store.complete("graph.call", "large", "d", StoredAnswer(200, largest, {"Location": "x"}))
+    replay = (await store.reserve("graph.call", "large", "d")).replay
+    assert replay == StoredAnswer(200, largest, {"Location": "x"})
+    with pytest.raises(AnswerTooLarge):
+        await store.complete(
+            "graph.call", "large", "d", StoredAnswer(200, b"x" * (MAX_KEPT_BODY_BYTES + 1), {})
+        )
+
+
+async def test_an_answer_too_large_to_keep_releases_its_key(call, monkeypatch):
+    # A repeat then runs again, instead of meeting "still being processed" until the reservation lapses.
+    monkeypatch.setattr("shared.activities.idempotency.MAX_KEPT_BODY_BYTES", 100)
+    headers = {"Idempotency-Key": "large-get"}
+    request = {"task": "people", "method": "GET", "url": "users?$top=5&$select=id,displayName"}
+    first = await call("graph.call", request, headers)
+    assert first[0] == 200 and len(json.dumps(first[1])) > 100
+    again = await call("graph.call", request, headers)
+    assert again[0] == 200 and "Idempotent-Replayed" not in again[2]
 
 
 async def test_keys_expire(services, api):
