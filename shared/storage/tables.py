@@ -212,10 +212,15 @@ class HistoryStore:
             else:
                 entities = self.table.query_entities("PartitionKey eq @task", parameters={"task": task})
             records = []
+            last_second = None
             for entity in entities:
-                records.append(record_from_entity(entity))
-                if task is not None and len(records) >= limit:
+                # Rows come newest second first, but runs of one second by their ids' random part: at the
+                # limit, read the rest of that second too, so the sort below can put them in time order.
+                second = entity["RowKey"].split("-", 1)[0]
+                if task is not None and len(records) >= limit and second != last_second:
                     break
+                records.append(record_from_entity(entity))
+                last_second = second
             records.sort(
                 key=lambda r: r.started_at or r.planned_at or datetime.min.replace(tzinfo=UTC), reverse=True
             )

@@ -78,3 +78,24 @@ def test_clear_cache_and_approve_from_the_command_line(graph, control, services,
     everything = asyncio.run(services.history.get("people", last_run(capsys.readouterr().out)))
     assert everything.load.counts["upserts"] == len(control.objects("users"))
     assert main(["clear-cache", "nobody"]) == 1
+
+
+async def test_the_history_lists_runs_of_one_second_by_their_start(services):
+    from datetime import UTC, datetime, timedelta
+
+    from shared.runs import RunRecord
+
+    second = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
+    # Run ids of one second sort by their random part: here against the order the runs started in.
+    runs = [
+        ("20261130T095959Z-aaaaaa", second - timedelta(seconds=1)),
+        ("20261130T100000Z-ffffff", second + timedelta(milliseconds=900)),
+        ("20261130T100000Z-000000", second + timedelta(milliseconds=100)),
+        ("20261130T100000Z-777777", second + timedelta(milliseconds=500)),
+    ]
+    for run_id, started in runs:
+        await services.history.put(RunRecord(task="people", run_id=run_id, trigger="cli", started_at=started))
+    newest_first = ["20261130T100000Z-ffffff", "20261130T100000Z-777777", "20261130T100000Z-000000"]
+    for limit in (1, 2, 3):
+        assert [r.run_id for r in await services.history.list("people", limit=limit)] == newest_first[:limit]
+    assert [r.run_id for r in await services.history.list("people", limit=4)][-1] == "20261130T095959Z-aaaaaa"
