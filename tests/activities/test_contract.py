@@ -4,14 +4,20 @@ Function App's index of the activity functions."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
 
 from shared.activities.api import ActivityApi, activity_api
 from shared.activities.catalog import ACTIVITIES
-from shared.activities.idempotency import MAX_KEPT_BODY_BYTES, AnswerTooLarge, IdempotencyStore, StoredAnswer
+from shared.activities.idempotency import (
+    MAX_KEPT_BODY_BYTES,
+    AnswerTooLarge,
+    IdempotencyStore,
+    Reservation,
+    StoredAnswer,
+)
 from shared.activities.openapi import OPENAPI_PATH, render
 from shared.activities.usage import UsageStore
 from shared.settings import Settings, SettingsError
@@ -86,22 +92,20 @@ async def test_an_answer_too_large_to_keep_releases_its_key(call, monkeypatch):
     assert again[0] == 200 and "Idempotent-Replayed" not in again[2]
 
 
-async def test_keys_expire(services, api):
-    store = IdempotencyStore(
-        api.services.storage.tables.get_table_client(api._idempotency_table), ttl=timedelta(0)
-    )
+async def test_keys_expire(api):
     await api.idempotency()
-    assert (await store.reserve("users.read", "k", "digest-a")).conflict is None
-    await store.complete(
-        "users.read",
-        "k",
-        "digest-a",
-        __import__("shared.activities.idempotency", fromlist=["StoredAnswer"]).StoredAnswer(200, b"{}", {}),
-    )
-    # Expired at once (ttl 0): the key may be used again, even with another body.
-    reservation = await store.reserve("users.read", "k", "digest-b")
-    assert reservation.replay is None and reservation.conflict is None
-    assert await store.purge_expired() >= 0
+    table = api.services.storage.tables.get_table_client(api._idempotency_table)
+    expiring, lasting = IdempotencyStore(table, ttl=timedelta(0)), IdempotencyStore(table)
+    for store, key in ((expiring, "short"), (lasting, "long")):
+        assert await store.reserve("users.read", key, "digest-a") == Reservation()
+        await store.complete("users.read", key, "digest-a", StoredAnswer(200, b"{}", {}))
+    # Within its lifetime a key replays its answer, and refuses another body.
+    assert (await lasting.reserve("users.read", "long", "digest-a")).replay == StoredAnswer(200, b"{}", {})
+    assert (await lasting.reserve("users.read", "long", "digest-b")).conflict[0] == 422
+    # Expired (ttl 0): the key may be used again, even with another body; expired records are purged.
+    assert await expiring.reserve("users.read", "short", "digest-b") == Reservation()
+    assert await lasting.purge_expired(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert [row["RowKey"] for row in table.list_entities()] == [IdempotencyStore._row("long")]
 
 
 def test_the_activity_tables_are_app_settings_of_the_settings_model(api, environ):
