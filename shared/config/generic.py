@@ -47,7 +47,11 @@ DELTA_COLLECTIONS = {
 
 TIMESTAMP_PROPERTIES = {
     # collections without delta -> properties Graph filters with gt, usable as a watermark
-    "devicemanagement/manageddevices": ("lastSyncDateTime", "enrolledDateTime"),
+    "devicemanagement/manageddevices": (
+        "lastSyncDateTime",
+        "enrolledDateTime",
+        "complianceGracePeriodExpirationDateTime",
+    ),
 }
 
 _SEGMENT = r"[A-Za-z0-9_.()'=,:@$-]+"
@@ -243,6 +247,21 @@ class GenericSelection(ObjectSelection):
                         "numbers (e.g. displayName, deviceActionResults.0.actionName)",
                     )
                 )
+        allowed = TIMESTAMP_PROPERTIES.get(self.collection.lower())
+        if self.timestamp_property is not None and allowed and self.timestamp_property not in allowed:
+            issues.append(
+                ConfigIssue(
+                    "timestamp_property",
+                    f"Graph filters {self.collection} with gt only on {', '.join(allowed)} "
+                    "(docs/graph-behaviour.md section 11)",
+                )
+            )
+        if self.collection.lower().startswith("devicemanagement/") and "$search" in self.query_params():
+            issues.append(
+                ConfigIssue(
+                    "query", "Intune collections do not support $search (docs/graph-behaviour.md section 11)"
+                )
+            )
         if self.timestamp_property is not None and self.delta_offered:
             issues.append(
                 ConfigIssue(

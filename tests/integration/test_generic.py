@@ -6,6 +6,7 @@ the managed devices, their ``windowsProtectionState``, their users and those use
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from localgraph.generate import TenantShape, build_tenant
 from shared.config import ConfigError, parse_config
 from shared.extract.runner import run_task
 from shared.runs import RunRecord, RunRequest
+from shared.storage.blobs import read_lines
 from tests.support import connector_for, read_records
 
 SHAPE = TenantShape(users=60, groups=10, memberships=200, devices=80, seed=7)
@@ -219,6 +221,15 @@ def test_generic_configuration_problems_are_named(graph):
     assert [str(e) for e in caught.value.errors] == [
         "tasks[0].generic.timestamp_property: Graph offers delta for devices: incremental runs use it; remove this"
     ]
+    intune = device_task(timestamp_property="deviceName", query='$search="deviceName:contoso"')
+    with pytest.raises(ConfigError) as caught:
+        config_of(graph.info, intune)
+    assert [str(e) for e in caught.value.errors] == [
+        "tasks[0].generic.query: Intune collections do not support $search (docs/graph-behaviour.md section 11)",
+        "tasks[0].generic.timestamp_property: Graph filters deviceManagement/managedDevices with gt only on "
+        "lastSyncDateTime, enrolledDateTime, complianceGracePeriodExpirationDateTime (docs/graph-behaviour.md "
+        "section 11)",
+    ]
     missing = {"name": "d", "connector": "local", "mode": "full", "mappings_type": "generic"}
     with pytest.raises(ConfigError) as caught:
         config_of(graph.info, missing)
@@ -303,3 +314,23 @@ async def test_a_collection_with_delta_re_reads_the_sub_queries_of_changed_items
     assert produced[device["id"]] == expected()[device["id"]]  # the changed item's sub-query ran again
     assert group["displayName"] in produced[device["id"]]["groups"]
     assert second.requests["batch_steps"] == second.counts["devices"].read  # one sub-query per changed device
+
+
+async def test_a_removed_managed_device_is_marked_once_in_an_incremental_run(graph, http, services, tenant):
+    marking = {"attribute": "status", "value": "Removed", "reason_attribute": "why"}
+    config = config_of(graph.info, device_task(deletion_marking=marking))
+    first = await run(services, config)
+    upserts = [json.loads(line) async for line in read_lines(services.extracts, first.load.file)]
+    assert len(upserts) == len(tenant.managed_devices) and {c["op"] for c in upserts} == {"upsert"}
+
+    gone = sorted(tenant.managed_devices)[:2]
+    for device_id in gone:
+        assert http.delete(f"{DEVICES}/{device_id}").status_code == 204
+    second = await run(services, config)
+    assert second.mode == "incremental"
+    changes = [json.loads(line) async for line in read_lines(services.extracts, second.load.file)]
+    assert sorted((c["op"], c["id"], c["attributes"]["why"]) for c in changes) == [
+        ("mark", device_id, "deleted") for device_id in gone
+    ]
+    third = await run(services, config)  # marked once: nothing more to deliver
+    assert [line async for line in read_lines(services.extracts, third.load.file)] == []
