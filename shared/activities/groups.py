@@ -4,12 +4,15 @@ https://learn.microsoft.com/graph/api/group-post-groups, https://learn.microsoft
 - **create** needs mappings for displayName, mailEnabled, mailNickname and securityEnabled (and values);
   ``groupTypes`` is ``[]`` (a security group) unless mapped. Members named in the request are added once the
   new group is on Graph's replicas (``members@odata.bind`` at creation holds at most 20, and the replication
-  retry is the same either way). A create whose outcome is unknown is resolved by looking the group up by
-  its mailNickname, never by sending it again.
+  retry is the same either way). A create whose outcome is unknown is resolved by looking the group up,
+  never by sending it again: by its mailNickname and displayName, created since the call began (give or
+  take ``CLOCK_SKEW``), as neither name is unique for security groups: an older group with the same names is
+  not the one this call created, and two candidates are not guessed between.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -32,6 +35,7 @@ from shared.graph.errors import Conflict, GraphError, NotFound
 from shared.retry import Action
 
 REQUIRED_FOR_CREATE = ("displayName", "mailEnabled", "mailNickname", "securityEnabled")
+CLOCK_SKEW = timedelta(minutes=5)  # between this host's clock and Graph's createdDateTime
 
 
 def group_mappings(call: ActivityCall) -> EventMappings:
@@ -64,12 +68,15 @@ async def create(call: ActivityCall, request: GroupCreateRequest) -> ActivityRes
         raise invalid(problems)
     body.setdefault("groupTypes", [])
     resolved_by_lookup = False
+    sent_at = datetime.now(UTC)
     try:
         created = (await call.send("POST", "/groups", json_body=body)).json()
     except GraphError as error:
         if error.action not in (Action.LOOKUP, Action.RETRY) or error.status not in (0, 500, 502, 503, 504):
             raise from_graph_error(error) from None
-        created = await _look_up_after_unknown_outcome(call, str(body["mailNickname"]), error)
+        created = await _look_up_after_unknown_outcome(
+            call, str(body["mailNickname"]), str(body["displayName"]), sent_at, error
+        )
         resolved_by_lookup = True
     group_id = created["id"]
     result = translation.from_graph({**body, **created}, mappings, call.task)
@@ -91,15 +98,27 @@ async def create(call: ActivityCall, request: GroupCreateRequest) -> ActivityRes
 
 
 async def _look_up_after_unknown_outcome(
-    call: ActivityCall, nickname: str, error: GraphError
+    call: ActivityCall, nickname: str, name: str, sent_at: datetime, error: GraphError
 ) -> dict[str, Any]:
-    query = build_filter([Comparison("mailNickname", "equal", nickname)])
+    query = build_filter(
+        [Comparison("mailNickname", "equal", nickname), Comparison("displayName", "equal", name)]
+    )
+    params = {**query.params("id,displayName,mailNickname,createdDateTime"), "$top": "50"}
 
     async def find() -> dict[str, Any]:
-        page = await call.get_json("/groups", params=query.params("id,displayName,mailNickname"))
-        items = page.get("value") or []
+        page = await call.get_json("/groups", params=params, headers=query.headers())
+        items = [item for item in page.get("value") or [] if _created_since(item, sent_at - CLOCK_SKEW)]
         if not items:
-            raise NotFound(f"no group with mailNickname {nickname}", status=404)
+            raise NotFound(f"no group with mailNickname {nickname} created since the call", status=404)
+        if len(items) > 1:
+            raise ActivityError(
+                502,
+                "outcome-unknown",
+                f"creating group {nickname} had no answer from Graph ({error}), and {len(items)} groups with "
+                f"its names were created since ({', '.join(item['id'] for item in items)}): check which one "
+                "before repeating",
+                graph=error,
+            )
         return items[0]
 
     try:
@@ -115,6 +134,14 @@ async def _look_up_after_unknown_outcome(
         ) from None
     except GraphError as lookup_error:
         raise from_graph_error(lookup_error) from None
+
+
+def _created_since(item: dict[str, Any], moment: datetime) -> bool:
+    try:
+        created = datetime.fromisoformat(str(item.get("createdDateTime")).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return created.tzinfo is not None and created >= moment
 
 
 async def update(call: ActivityCall, request: GroupUpdateRequest) -> ActivityResponse:

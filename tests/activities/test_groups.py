@@ -36,6 +36,45 @@ async def test_create_group_with_members_waits_for_replication(call, control):
     assert control.requests()["statuses"]["400"] >= 1  # the replication window was met, and waited out
 
 
+async def test_create_group_with_unknown_outcome_is_resolved_by_lookup_not_by_sending_again(call, control):
+    # The group exists (as if the first POST reached Graph) while the answer to the POST is lost (504).
+    values = group_values("Lost Answer", "lostanswer")
+    made = control.create(
+        "groups",
+        {"displayName": "Lost Answer", "mailNickname": "lostanswer", "mailEnabled": False,
+         "securityEnabled": True, "groupTypes": []},
+    )  # fmt: skip
+    control.set_faults({"status": 504, "method": "POST", "path": "^/groups$", "count": 1})
+    control.clear_requests()
+    status, body, _ = await call("groups.create", {"task": "people", "values": values})
+    assert status == 201, body
+    assert body["object_id"] == made["id"] and body["result"]["resolved_by_lookup"] is True
+    posts = {k: v for k, v in control.requests()["by_path"].items() if k.startswith("POST")}
+    assert posts == {"POST /groups": 1}
+
+
+async def test_an_older_group_with_the_same_names_is_not_taken_for_the_created_one(
+    call, control, monkeypatch
+):
+    # mailNickname and displayName are not unique for security groups: a group made before the call is not
+    # the one a lost answer created. Here the POST did not reach Graph: nothing new is found.
+    monkeypatch.setattr("shared.activities.groups.REPLICATION_WINDOW_S", 1.0)
+    old = control.create(
+        "groups",
+        {"displayName": "Same Name", "mailNickname": "samename", "mailEnabled": False, "securityEnabled": True,
+         "groupTypes": [], "createdDateTime": "2020-01-01T00:00:00Z"},
+    )  # fmt: skip
+    member = live_users(control)[0]["id"]
+    control.set_faults({"status": 504, "method": "POST", "path": "^/groups$", "count": 1})
+    status, body, headers = await call(
+        "groups.create",
+        {"task": "people", "values": group_values("Same Name", "samename"), "members": [member]},
+    )
+    assert status == 503 and body["type"].endswith(":outcome-unknown"), body
+    assert "not created" in body["exception"] and headers["Retry-After"]
+    assert member not in control.get("groups", old["id"])["members"]
+
+
 async def test_create_group_names_missing_mappings_and_values(call):
     status, body, _ = await call("groups.create", {"task": "people", "values": {"group_name": "x"}})
     assert status == 400
