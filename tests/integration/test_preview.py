@@ -79,7 +79,10 @@ async def test_preview_says_what_would_be_delivered_and_writes_nothing(
     assert group["related"]["members"] == group["record"]["attributes"]["members"]  # read for it alone
 
     assert snapshot(services) == before  # nothing written: no blob, no state, no history
-    assert await asyncio.to_thread(main, ["preview", "people", "--id", "00000000-0000-0000-0000-000000000000"]) == 1
+    assert (
+        await asyncio.to_thread(main, ["preview", "people", "--id", "00000000-0000-0000-0000-000000000000"])
+        == 1
+    )
 
 
 async def test_preview_of_a_generic_task_shows_sub_query_results(graph, services, cli_env, capsys, tmp_path):
