@@ -54,6 +54,7 @@ class PlatformReceiver:
     token_check: Callable[[str], bool] | None = None  # validates a bearer token
     keep_records: bool = True  # False: count only (the benchmark)
     validate: bool = True  # check each batch against the documented format (shared.delivery.batches)
+    on_apply: Callable[[Applied], None] | None = None  # called (in the server's thread) after each apply
     applied: list[Applied] = field(default_factory=list)
     attempts: list[tuple[str, int]] = field(default_factory=list)  # (Idempotency-Key, status answered)
     records_applied: int = 0
@@ -97,9 +98,10 @@ class PlatformReceiver:
         self._keys[key] = digest
         records = document.get("records") or []
         self.records_applied += len(records)
-        self.applied.append(
-            Applied(key, records if self.keep_records else [], document.get("streams") or {}, headers)
-        )
+        applied = Applied(key, records if self.keep_records else [], document.get("streams") or {}, headers)
+        self.applied.append(applied)
+        if self.on_apply is not None:
+            self.on_apply(applied)
 
     async def _receive(self, request: Request) -> Response:
         body = await request.body()

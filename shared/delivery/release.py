@@ -254,6 +254,7 @@ async def deliver_run(
         report.file = changes.changes_file
         held = guard_reason(task.delivery.deletion_guard, changes)
         if held is not None:
+            read = state
             state = state.model_copy(
                 update={
                     "held": HeldRun(
@@ -269,7 +270,7 @@ async def deliver_run(
                 }
             )
             _check(lease)
-            await store.put(task.name, state)
+            await _save(store, task.name, state, read=read)
             report.status, report.info = "held", held
             log.warning("deletion guard: run held: %s", held)
             await notify_failure(services, task, connector, record, "held", held)
@@ -325,6 +326,15 @@ def _check(lease: TaskLease | None) -> None:
         raise RuntimeError("the task lease was lost: not advancing the task cache")
 
 
+async def _save(store: DeliveryStateStore, task: str, new: DeliveryState, *, read: DeliveryState) -> None:
+    """Store ``new``, computed from ``read``. A cache clear stored meanwhile (``clear_cache`` takes no
+    lease: the CLI or the admin API while a run loads) is kept, so the next run still sends everything."""
+    current = await store.get(task)
+    if current.cleared_at is not None and current.cleared_at != read.cleared_at:
+        new = new.model_copy(update={"cleared_at": current.cleared_at, "resend_all": True})
+    await store.put(task, new)
+
+
 async def _advance(
     services: Services,
     task: str,
@@ -345,7 +355,7 @@ async def _advance(
             "cleared_at": state.cleared_at or now,
         }
     )
-    await delivery_store(services).put(task, new_state)
+    await _save(delivery_store(services), task, new_state, read=state)
     await _forget_acks(services.extracts, _acks_name(task, base))
 
 

@@ -443,3 +443,30 @@ async def test_changing_the_deletion_marking_keeps_incremental_reads(graph, cont
         graph.info, receiver.url, mode="incremental", users={"mappings": USER_MAPPINGS[:-1]}
     )
     assert (await run(services, retitled)).mode == "full"  # a mapping shapes the records: a full read
+
+
+async def test_a_cache_clear_made_while_a_run_loads_is_kept(graph, control, services, receiver):
+    import asyncio
+    import threading
+
+    from shared.delivery import cache
+
+    config = delivery_config(graph.info, receiver.url)
+    users = {u["id"] for u in control.objects("users")}
+    await run(services, config)
+    control.update("users", sorted(users)[0], {"jobTitle": "Surveyor"})
+
+    def clear_while_loading(_batch) -> None:  # what `cli clear-cache` does, from another process
+        receiver.on_apply = None
+        clearing = threading.Thread(
+            target=asyncio.run, args=(cache.clear(delivery_store(services), "people"),)
+        )
+        clearing.start()
+        clearing.join()
+
+    receiver.on_apply = clear_while_loading
+    loaded = await run(services, config)
+    assert loaded.load.counts["upserts"] == 1 and receiver.on_apply is None  # the clear came during its load
+    sent = len(receiver.applied)
+    await run(services, config)  # the next run delivers every record once
+    assert sorted(r["id"] for r in delivered(receiver, sent)) == sorted(users)
