@@ -12,7 +12,7 @@ https://learn.microsoft.com/graph/api/group-post-groups, https://learn.microsoft
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -29,13 +29,12 @@ from shared.activities.contract import (
 )
 from shared.activities.memberships import add_member
 from shared.activities.problems import ActivityError, from_graph_error, invalid
-from shared.activities.users import delete_object, graph_body, response, verify_in
+from shared.activities.users import CLOCK_SKEW, created_since, delete_object, graph_body, response, verify_in
 from shared.config.event_tasks import EventMappings
 from shared.graph.errors import Conflict, GraphError, NotFound
 from shared.retry import Action
 
 REQUIRED_FOR_CREATE = ("displayName", "mailEnabled", "mailNickname", "securityEnabled")
-CLOCK_SKEW = timedelta(minutes=5)  # between this host's clock and Graph's createdDateTime
 
 
 def group_mappings(call: ActivityCall) -> EventMappings:
@@ -107,7 +106,7 @@ async def _look_up_after_unknown_outcome(
 
     async def find() -> dict[str, Any]:
         page = await call.get_json("/groups", params=params, headers=query.headers())
-        items = [item for item in page.get("value") or [] if _created_since(item, sent_at - CLOCK_SKEW)]
+        items = [item for item in page.get("value") or [] if created_since(item, sent_at - CLOCK_SKEW)]
         if not items:
             raise NotFound(f"no group with mailNickname {nickname} created since the call", status=404)
         if len(items) > 1:
@@ -134,14 +133,6 @@ async def _look_up_after_unknown_outcome(
         ) from None
     except GraphError as lookup_error:
         raise from_graph_error(lookup_error) from None
-
-
-def _created_since(item: dict[str, Any], moment: datetime) -> bool:
-    try:
-        created = datetime.fromisoformat(str(item.get("createdDateTime")).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return created.tzinfo is not None and created >= moment
 
 
 async def update(call: ActivityCall, request: GroupUpdateRequest) -> ActivityResponse:

@@ -6,7 +6,7 @@ https://learn.microsoft.com/graph/api/user-update, https://learn.microsoft.com/g
   password comes from the event task's policy (the default password's secret reference, or the request's
   password); ``accountEnabled`` is true unless mapped. A create whose outcome is unknown (a timeout, a 5xx:
   Graph may have created the user) is never sent again: the user is looked up by its userPrincipalName, and
-  found means created. Groups named in the request are joined once Graph's replicas know the new user.
+  found means created, unless it was created before the call began (a 409: the POST cannot have made it). Groups named in the request are joined once Graph's replicas know the new user.
 - **update** never writes the password (a mapping to ``passwordProfile`` is refused there).
 - **delete** is Completed when the user is gone; a 404 after the client itself re-sent the DELETE (the first
   attempt did it) is Completed too.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -42,6 +43,16 @@ from shared.retry import Action
 from shared.secrets import SecretError, resolve_secret
 
 REQUIRED_FOR_CREATE = ("displayName", "mailNickname", "userPrincipalName")
+CLOCK_SKEW = timedelta(minutes=5)  # between this host's clock and Graph's createdDateTime
+
+
+def created_since(item: dict[str, Any], moment: datetime) -> bool:
+    """Whether Graph's ``createdDateTime`` of ``item`` is at or after ``moment``."""
+    try:
+        created = datetime.fromisoformat(str(item.get("createdDateTime")).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return created.tzinfo is not None and created >= moment
 
 
 def user_mappings(call: ActivityCall) -> EventMappings:
@@ -125,12 +136,21 @@ async def create(call: ActivityCall, request: UserCreateRequest) -> ActivityResp
     }
     upn = str(body["userPrincipalName"])
     resolved_by_lookup = False
+    sent_at = datetime.now(UTC)
     try:
         created = (await call.send("POST", "/users", json_body=body)).json()
     except GraphError as error:
         if error.action not in (Action.LOOKUP, Action.RETRY) or error.status not in (0, 500, 502, 503, 504):
             raise from_graph_error(error) from None
         created = await _look_up_after_unknown_outcome(call, upn, error)
+        if not created_since(created, sent_at - CLOCK_SKEW):
+            raise ActivityError(
+                409,
+                "graph-conflict",
+                f"creating {upn} had no answer from Graph ({error}); a user with this userPrincipalName already "
+                f"existed before the call (id {created['id']}, created {created.get('createdDateTime')})",
+                graph=error,
+            ) from None
         resolved_by_lookup = True
     user_id = created["id"]
     result = translation.from_graph({**_without_password(body), **created}, mappings, call.task)
@@ -159,7 +179,9 @@ async def _look_up_after_unknown_outcome(call: ActivityCall, upn: str, error: Gr
     """The POST may or may not have created the user: look it up by its UPN (never send it again)."""
     try:
         return await call.replicated(
-            lambda: call.get_json(user_path(upn), params={"$select": "id,userPrincipalName,displayName"}),
+            lambda: call.get_json(
+                user_path(upn), params={"$select": "id,userPrincipalName,displayName,createdDateTime"}
+            ),
             not_found_window_s=REPLICATION_WINDOW_S,
         )
     except NotFound:

@@ -115,6 +115,21 @@ async def test_create_with_unknown_outcome_is_resolved_by_lookup_not_by_sending_
     assert posts == {"POST /users": 1}
 
 
+async def test_an_older_user_with_the_upn_is_not_taken_for_the_created_one(call, control, graph):
+    # The answer to the POST is lost, and the user Graph shows was there before the call: the POST did not
+    # create it (its outcome was a conflict), so the call is not Completed.
+    values = new_user_values(graph.info, "long.here")
+    old = control.create(
+        "users",
+        {"userPrincipalName": values["login"], "displayName": "Long Here", "mailNickname": "longhere",
+         "accountEnabled": True, "createdDateTime": "2021-03-01T00:00:00Z"},
+    )  # fmt: skip
+    control.set_faults({"status": 504, "method": "POST", "path": "^/users$", "count": 1})
+    status, body, _ = await call("users.create", {"task": "people", "values": values})
+    assert status == 409 and body["outcome"] == "Exception", body
+    assert old["id"] in body["exception"] and "already existed before the call" in body["exception"]
+
+
 async def test_create_user_then_join_groups_waits_for_replication(call, control, graph):
     control.settings(replication_delay_ms=1500.0)
     groups = [g["id"] for g in control.objects("groups")[:2]]
