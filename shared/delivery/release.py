@@ -463,6 +463,13 @@ async def approve(services: Services, task: ScheduledTask, connector: Connector,
         await lease.release()
 
 
+async def clear_cache(services: Services, task: ScheduledTask) -> DeliveryState:
+    """Clear the task cache on demand (``cli clear-cache``, the admin API): the task's next run delivers
+    every record once. Delta links, watermarks and a held run stay; a run loading meanwhile keeps the clear
+    (no lease needed). With :func:`approve` (a held run, once), the two operations an operator has here."""
+    return await cache.clear(delivery_store(services), task.storage_key)
+
+
 # ------------------------------------------------------------------------------ the runner's two calls
 
 

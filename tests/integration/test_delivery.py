@@ -449,18 +449,16 @@ async def test_a_cache_clear_made_while_a_run_loads_is_kept(graph, control, serv
     import asyncio
     import threading
 
-    from shared.delivery import cache
+    from shared.delivery.release import clear_cache
 
     config = delivery_config(graph.info, receiver.url)
     users = {u["id"] for u in control.objects("users")}
     await run(services, config)
     control.update("users", sorted(users)[0], {"jobTitle": "Surveyor"})
 
-    def clear_while_loading(_batch) -> None:  # what `cli clear-cache` does, from another process
+    def clear_while_loading(_batch) -> None:  # the CLI or the admin API, from another process
         receiver.on_apply = None
-        clearing = threading.Thread(
-            target=asyncio.run, args=(cache.clear(delivery_store(services), "people"),)
-        )
+        clearing = threading.Thread(target=asyncio.run, args=(clear_cache(services, config.tasks[0]),))
         clearing.start()
         clearing.join()
 
