@@ -37,13 +37,13 @@ def scheduled_task(config: Config, name: str) -> ScheduledTask:
 
 async def start(services: Services, config: Config, request: RunTaskRequest) -> tuple[int, RunStatusResponse]:
     """(HTTP status, body): 200 when the run finished within the wait, 202 while it is queued or running."""
-    scheduled_task(config, request.task)
+    key = scheduled_task(config, request.task).storage_key  # what the history is keyed by
     run = RunRequest(task=request.task, trigger="activity", full_resync=request.full_resync)
     await services.queue.enqueue(run)
     record: RunRecord | None = None
     give_up = time.monotonic() + request.wait_seconds
     while request.wait_seconds and time.monotonic() < give_up:
-        record = await services.history.get(request.task, run.run_id)
+        record = await services.history.get(key, run.run_id)
         if record is not None and record.status in FINISHED:
             break
         await asyncio.sleep(min(POLL_INTERVAL_S, max(0.0, give_up - time.monotonic())))
@@ -51,8 +51,7 @@ async def start(services: Services, config: Config, request: RunTaskRequest) -> 
 
 
 async def status(services: Services, config: Config, task: str, run_id: str) -> tuple[int, RunStatusResponse]:
-    scheduled_task(config, task)
-    record = await services.history.get(task, run_id)
+    record = await services.history.get(scheduled_task(config, task).storage_key, run_id)
     return answer(task, run_id, record)
 
 

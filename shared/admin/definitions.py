@@ -50,6 +50,11 @@ class Definition:
         return str(self.data.get("name", ""))
 
     @property
+    def storage_key(self) -> str:
+        """What a scheduled task's history, state and output are keyed by: its id (ScheduledTask.storage_key)."""
+        return self.id
+
+    @property
     def usage(self) -> str:
         return str(self.data.get("usage", "scheduled")) if self.kind == "task" else "connector"
 

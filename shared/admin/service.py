@@ -310,7 +310,7 @@ class AdminService:
             raise Conflict(f"{task.name!r} is an {task.usage} task; only scheduled tasks run")
         request = RunRequest(task=task.name, trigger="api", full_resync=full_resync)
         record = RunRecord(
-            task=task.name, run_id=request.run_id, trigger="api", status="queued", planned_at=request.requested_at,
+            task=task.storage_key, run_id=request.run_id, trigger="api", status="queued", planned_at=request.requested_at,
             attempt=0,
         )  # fmt: skip
         await self.services.history.put(record)
@@ -323,10 +323,12 @@ class AdminService:
         from shared.storage.stops import StopRequests
 
         task = await self._scheduled(id)
-        running = [r for r in await self.services.history.list(task.name, limit=5) if r.status == "running"]
+        running = [
+            r for r in await self.services.history.list(task.storage_key, limit=5) if r.status == "running"
+        ]
         if not running:
             raise Conflict(f"no run of {task.name!r} is running")
-        await StopRequests(self.services.state.table).request(task.name, running[0].run_id)
+        await StopRequests(self.services.state.table).request(task.storage_key, running[0].run_id)
         return running[0]
 
     async def clear_cache(self, id: str) -> None:
@@ -335,7 +337,7 @@ class AdminService:
         from shared.delivery.release import delivery_store
 
         task = await self._scheduled(id)
-        await cache.clear(delivery_store(self.services), task.name)
+        await cache.clear(delivery_store(self.services), task.storage_key)
 
     async def approve(self, id: str, run_id: str) -> RunRecord:
         """Release exactly the changes of the run the deletion guard held, once."""
@@ -359,11 +361,11 @@ class AdminService:
 
     async def history(self, id: str, limit: int = 20) -> list[RunRecord]:
         task = await self.task_definition(id)
-        return await self.services.history.list(task.name, limit=limit)
+        return await self.services.history.list(task.storage_key, limit=limit)
 
     async def run(self, id: str, run_id: str) -> RunRecord:
         task = await self.task_definition(id)
-        record = await self.services.history.get(task.name, run_id)
+        record = await self.services.history.get(task.storage_key, run_id)
         if record is None:
             raise NotFound(f"no run {run_id!r} of {task.name!r}")
         return record
@@ -409,7 +411,11 @@ class AdminService:
             task.data.get("schedule"),
         )
         if task.usage == "scheduled":
-            runs = [r for r in await self.services.history.list(task.name, limit=5) if r.status != "skipped"]
+            runs = [
+                r
+                for r in await self.services.history.list(task.storage_key, limit=5)
+                if r.status != "skipped"
+            ]
             summary.last_run = runs[0] if runs else None
             if summary.last_run is not None:
                 summary.status = _STATUS_OF_RUN.get(summary.last_run.status, summary.last_run.status)

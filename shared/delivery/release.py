@@ -172,7 +172,7 @@ async def load_changes(
         report.info = f"written to blob only (no endpoint): {changes_file}"
         return
     container = services.extracts
-    acks = _acks_name(task.name, base)
+    acks = _acks_name(task.storage_key, base)
     acknowledged = await _acknowledged(container, acks)
     header = BatchHeader(
         task=task.name,
@@ -224,12 +224,12 @@ async def deliver_run(
     store = delivery_store(services)
     deadline = time.monotonic() + services.settings.run_deadline_s
     streams = streams_of(task, files, selections)
-    state = await store.get(task.name)
+    state = await store.get(task.storage_key)
     try:
         if cache.daily_clear_due(state, task.delivery.cache_clear_hours, started):
             log.info("task cache cleared (daily, at %s UTC)", task.delivery.cache_clear_hours)
             state = cache.cleared(state, started)
-            await store.put(task.name, state)
+            await store.put(task.storage_key, state)
 
         async def reasons(ids: list[str]) -> dict[str, str]:
             return await reasons_for(
@@ -238,7 +238,7 @@ async def deliver_run(
 
         changes = await compute(
             services.extracts,
-            blobs.run_prefix(task.name, record.run_id),
+            blobs.run_prefix(task.storage_key, record.run_id),
             record.run_id,
             streams,
             state.delivered,
@@ -270,7 +270,7 @@ async def deliver_run(
                 }
             )
             _check(lease)
-            await _save(store, task.name, state, read=read)
+            await _save(store, task.storage_key, state, read=read)
             report.status, report.info = "held", held
             log.warning("deletion guard: run held: %s", held)
             await notify_failure(services, task, connector, record, "held", held)
@@ -285,7 +285,7 @@ async def deliver_run(
             raise
         _record_delivery(task, connector, record.run_id, report, "succeeded")
         _check(lease)
-        await _advance(services, task.name, state, changes.view, _base(state), started)
+        await _advance(services, task.storage_key, state, changes.view, _base(state), started)
         report.status = "succeeded"
         if state.held is not None:
             report.info = (
@@ -361,8 +361,8 @@ async def _advance(
 
 async def _housekeeping(services: Services, task: ScheduledTask, run_id: str) -> None:
     try:
-        extract_state = await services.state.get(task.name)
-        state = await delivery_store(services).get(task.name)
+        extract_state = await services.state.get(task.storage_key)
+        state = await delivery_store(services).get(task.storage_key)
         protected = {run_id}
         if extract_state.view is not None:
             protected.add(extract_state.view.run_id)
@@ -370,7 +370,9 @@ async def _housekeeping(services: Services, task: ScheduledTask, run_id: str) ->
             protected.add(state.delivered.run_id)
         if state.held is not None:
             protected.add(state.held.run_id)
-        await prune_runs(services.extracts, task.name, keep=task.delivery.keep_runs, protected=protected)
+        await prune_runs(
+            services.extracts, task.storage_key, keep=task.delivery.keep_runs, protected=protected
+        )
     except Exception as exc:  # housekeeping never fails a run
         log.warning("housekeeping failed: %s: %s", type(exc).__name__, exc)
 
@@ -392,7 +394,7 @@ async def notify_failure(
         return
     try:
         line = blobs.encode_line(failure)
-        name = f"{blobs.run_prefix(task.name, record.run_id)}/failure.jsonl"
+        name = f"{blobs.run_prefix(task.storage_key, record.run_id)}/failure.jsonl"
         await asyncio.to_thread(
             services.extracts.get_blob_client(name).upload_blob,
             line,
@@ -411,20 +413,20 @@ async def notify_failure(
 
 async def approve(services: Services, task: ScheduledTask, connector: Connector, run_id: str) -> RunRecord:
     """Release exactly the changes of the task's held run ``run_id``, once; the cache becomes its view."""
-    lease = TaskLease(services.leases, task.name, services.settings.lease_s)
+    lease = TaskLease(services.leases, task.storage_key, services.settings.lease_s)
     if not await lease.acquire():
         raise ApprovalError(f"a run of {task.name} is in progress; approve again when it has finished")
     try:
         store = delivery_store(services)
-        state = await store.get(task.name)
+        state = await store.get(task.storage_key)
         held = state.held
         if held is None or held.run_id != run_id:
             if run_id in state.released:
                 raise ApprovalError(f"run {run_id} of {task.name} was already released")
             current = f"; the held run is {held.run_id}" if held is not None else "; no run is held"
             raise ApprovalError(f"run {run_id} of {task.name} is not held{current}")
-        record = await services.history.get(task.name, run_id) or RunRecord(
-            task=task.name, run_id=run_id, trigger="unknown"
+        record = await services.history.get(task.storage_key, run_id) or RunRecord(
+            task=task.storage_key, run_id=run_id, trigger="unknown"
         )
         started = datetime.now(UTC)
         report = record.load or PhaseReport(status="held")
@@ -446,11 +448,13 @@ async def approve(services: Services, task: ScheduledTask, connector: Connector,
             await services.history.put(record)
             raise ApprovalError(report.info) from exc
         await _advance(
-            services, task.name, state, held.view, base, started,
+            services, task.storage_key, state, held.view, base, started,
             resend_all=state.resend_all and not held.resend_all,
         )  # fmt: skip
-        state = await store.get(task.name)
-        await store.put(task.name, state.model_copy(update={"released": [*state.released, run_id][-20:]}))
+        state = await store.get(task.storage_key)
+        await store.put(
+            task.storage_key, state.model_copy(update={"released": [*state.released, run_id][-20:]})
+        )
         report.status, report.completed_at = "succeeded", datetime.now(UTC)
         report.info = f"released by approval at {started:%Y-%m-%d %H:%M:%S} UTC; {report.info or ''}".rstrip(
             "; "

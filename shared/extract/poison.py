@@ -31,11 +31,12 @@ async def record_poisoned(services: Services, body: bytes, dequeue_count: int | 
         )
         await services.history.put(record)
         return record
-    existing = await services.history.get(request.task, request.run_id)
+    key = await services.config_store.task_key(request.task)
+    existing = await services.history.get(key, request.run_id)
     if existing is not None and existing.status in ("succeeded", "skipped"):
         return existing
     record = existing or RunRecord(
-        task=request.task, run_id=request.run_id, trigger=request.trigger, planned_at=request.planned_at
+        task=key, run_id=request.run_id, trigger=request.trigger, planned_at=request.planned_at
     )
     attempts = dequeue_count or (existing.attempt if existing is not None else None)
     record.status = "failed"

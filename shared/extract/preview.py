@@ -121,7 +121,7 @@ async def preview(
     task = config.task(task_name)
     connector = config.connector(task.connector)
     client = services.graph(connector)
-    delivered = await _delivered(services, task.name)
+    delivered = await _delivered(services, task.storage_key)
     items: list[PreviewItem] = []
     async with client.context():
         context = RelationContext(FanOut(client, services.settings.graph_concurrency))

@@ -88,12 +88,12 @@ class TaskRun:
         self.connector = config.connector(task.connector)
         self.streams = streams
         self.fingerprint = task_fingerprint(streams)
-        self.prefix = blobs.run_prefix(task.name, request.run_id)
+        self.prefix = blobs.run_prefix(task.storage_key, request.run_id)
         self.checkpoints = Checkpoints(
-            services.state, task.name, request.run_id, self.fingerprint, self.connector, lease
+            services.state, task.storage_key, request.run_id, self.fingerprint, self.connector, lease
         )
         self.state = TaskState()
-        self.stop = StopSignal(StopRequests(services.state.table), task.name, request.run_id)
+        self.stop = StopSignal(StopRequests(services.state.table), task.storage_key, request.run_id)
         self.removal_hints: dict[str, str] = {}  # delivery: why delta removed an object (id -> reason)
 
     # ------------------------------------------------------------------------------------- streams
@@ -129,7 +129,7 @@ class TaskRun:
 
     # ----------------------------------------------------------------------------------- execution
     async def execute(self, record: RunRecord) -> None:
-        self.state = await self.services.state.get(self.task.name)
+        self.state = await self.services.state.get(self.task.storage_key)
         self.checkpoints.resume(self.state)
         client = self.services.graph(self.connector)  # resolves the connector's secret references
         deadline = time.monotonic() + self.services.settings.run_deadline_s
@@ -256,7 +256,7 @@ async def run_task(
         outcome = await _run_task(services, request, config, progress, streams)
     # The run's own log lines, kept with it (shared/storage/runlogs.py); a repeated delivery adds nothing.
     if captured.lines:
-        await captured.save(services.extracts, blobs.run_prefix(request.task, request.run_id))
+        await captured.save(services.extracts, blobs.run_prefix(outcome.record.task, request.run_id))
     return outcome
 
 
@@ -268,12 +268,24 @@ async def _run_task(
     streams: TaskStreams,
 ) -> RunOutcome:
     history = services.history
-    existing = await history.get(request.task, request.run_id)
+    # The task's history, state, output and lease are keyed by its stable id (ScheduledTask.storage_key; a
+    # task from a configuration file has its name as id), so renaming a task keeps them.
+    task: ScheduledTask | None = None
+    problem = None
+    try:
+        config = config or await services.config_store.load()
+        task = config.task(request.task)
+    except KeyError:
+        problem = f"unknown task {request.task!r}"
+    except ValueError as exc:  # ConfigError: the stored configuration is invalid
+        problem = f"invalid stored configuration:\n{exc}"
+    key = task.storage_key if task is not None else request.task
+    existing = await history.get(key, request.run_id)
     if existing is not None and existing.status in ("succeeded", "skipped", "held"):
         log.info("run already %s: a repeated delivery", existing.status)
         return RunOutcome(existing)  # the same request delivered again: already done
     record = RunRecord(
-        task=request.task,
+        task=key,
         run_id=request.run_id,
         trigger=request.trigger,
         status="running",
@@ -281,16 +293,11 @@ async def _run_task(
         started_at=datetime.now(UTC),
         attempt=(existing.attempt + 1) if existing is not None and existing.status != "queued" else 1,
     )
-    try:
-        config = config or await services.config_store.load()
-        task = config.task(request.task)
-    except KeyError:
-        return await _finish(history, record, "failed", f"unknown task {request.task!r}")
-    except ValueError as exc:  # ConfigError: the stored configuration is invalid
-        return await _finish(history, record, "failed", f"invalid stored configuration:\n{exc}")
+    if task is None or config is None:
+        return await _finish(history, record, "failed", problem)
     if not task.enabled and not request.force:
         return await _finish(history, record, "skipped", "the task is disabled (a manual run needs --force)")
-    lease = TaskLease(services.leases, task.name, services.settings.lease_s)
+    lease = TaskLease(services.leases, key, services.settings.lease_s)
     if not await lease.acquire():
         if existing is not None and existing.status == "running":
             return RunOutcome(existing)  # this very run is in progress: a duplicate delivery
@@ -308,7 +315,7 @@ async def _run_task(
         # Nothing was committed: drop the checkpoint, and the view and delta links stay as they were.
         log.info("run stopped: %s", exc)
         await run.checkpoints.abandon()
-        await run.stop.requests.clear(task.name)
+        await run.stop.requests.clear(key)
         return await _finish(history, record, "stopped", str(exc))
     except Exception as exc:
         retriable = transient(exc)

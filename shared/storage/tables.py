@@ -108,6 +108,14 @@ class ConfigStore:
 
         return parse_config(await threads.call(run))
 
+    async def task_key(self, name: str) -> str:
+        """What the scheduled task named ``name`` is keyed by in history, state and output (its stable id,
+        ``ScheduledTask.storage_key``); the name itself when the stored configuration cannot say."""
+        try:
+            return (await self.load()).task(name).storage_key
+        except (KeyError, ValueError):
+            return name
+
 
 # ------------------------------------------------------------------------------------------ history
 

@@ -242,3 +242,27 @@ async def test_a_runs_own_log_lines_are_kept_with_it_and_downloadable(client, st
     assert "plan:" in kept and "run failed" not in kept  # each run keeps only its own lines
     page = await client.get(f"/tasks/{task['id']}/runs/{bad.run_id}")
     assert "run failed" in page.text and "Download the run" in page.text
+
+
+async def test_renaming_a_task_keeps_its_history_state_and_output(client, stored, graph):
+    task = await _id(client, "people")
+    first = (await run_task(stored, RunRequest(task="people"))).record
+    renamed = {**task["definition"], "name": "staff", "mode": "full"}
+    answer = await client.put(f"/v1/tasks/{task['id']}", json=renamed, headers={"If-Match": task["etag"]})
+    assert answer.status_code == 200, answer.text
+    second = (await run_task(stored, RunRequest(task="staff"))).record  # the queue names tasks by name
+    assert second.status == "succeeded" and second.task == first.task == task["id"]
+    history = (await client.get(f"/v1/tasks/{task['id']}/runs")).json()["value"]
+    assert [r["run_id"] for r in history] == [second.run_id, first.run_id]
+    # The state went on from the first run: the groups did not change (the users' records carry the task's
+    # new name in their task attribute, so they did).
+    assert second.counts["groups"].changed == 0 and second.counts["users"].changed == 60
+    assert (await stored.state.get(task["id"])).view.run_id == second.run_id
+    # A task created here gets a GUID as id; its runs, files and history are under that id.
+    created = await client.post(
+        "/v1/tasks", json={**{k: v for k, v in renamed.items() if k != "id"}, "name": "contractors"}
+    )
+    new_id = created.json()["id"]
+    record = (await run_task(stored, RunRequest(task="contractors"))).record
+    assert record.task == new_id and record.files["users"].startswith(f"{new_id}/runs/{record.run_id}/")
+    assert (await client.get(f"/v1/tasks/{new_id}/runs")).json()["value"][0]["run_id"] == record.run_id
