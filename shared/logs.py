@@ -60,9 +60,17 @@ def attach(handler: logging.Handler) -> logging.Handler:
     return handler
 
 
+def quiet_http_client() -> None:
+    """httpx logs every request's full URL at INFO ("HTTP Request: GET https://graph.microsoft.com/...?$filter=
+    ..."): query values and user principal names, which the connector's own records leave out. Only its
+    warnings are kept; the connector logs Graph calls itself, redacted."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def attach_to_root() -> None:
     """Give every handler of the root logger the run-scoped fields: the Functions worker's handler, which
     sends records to the host (and Application Insights) with ``record.__dict__`` as custom dimensions."""
+    quiet_http_client()
     for handler in logging.getLogger().handlers:
         attach(handler)
 
@@ -74,4 +82,5 @@ def install(level: int = logging.INFO) -> logging.Handler:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
+    quiet_http_client()
     return attach(handler)

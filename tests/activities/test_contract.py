@@ -222,17 +222,22 @@ async def test_logs_name_task_activity_and_request_id_but_never_secrets(call, gr
     from shared import logs
     from tests.activities.test_objects_and_calls import image_bytes
 
+    logs.attach_to_root()  # as the Function App does when it starts (functions/runtime.py)
     handler_filter = logs.ContextFilter()
     caplog.handler.addFilter(handler_filter)
     caplog.set_level(logging.DEBUG)
     values = new_user_values(graph.info, "log.check")
-    await call(
+    created = await call(
         "users.create", {"task": "hires", "values": {**values, "hired": None}, "password": "S3cret!Pass-77"}
     )
+    assert created[0] == 201, created  # the secrets did reach Graph
     user = find_user(control, values["login"])
     photo = base64.b64encode(image_bytes("PNG", (200, 200))).decode()
-    await call("users.set-photo", {"task": "hires", "user": user["id"], "photo": photo})
-    await call("users.reset-password", {"task": "people", "user": user["id"]})
+    assert (await call("users.set-photo", {"task": "hires", "user": user["id"], "photo": photo}))[0] == 200
+    assert (await call("users.reset-password", {"task": "people", "user": user["id"]}))[0] == 200
+    assert (await call("users.read", {"task": "people", "user": values["login"]}))[0] == 200
+    verify = [{"code": "name", "value": values["name"]}, {"code": "login", "value": values["login"]}]
+    assert (await call("users.verify", {"task": "people", "conditions": verify}))[0] == 200
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "S3cret!Pass-77" not in text and "Welcome-2026!Graph" not in text and photo[:40] not in text
     # Our records at every level, anyone's at INFO and above (MSAL's own DEBUG records name the token type).
@@ -240,6 +245,11 @@ async def test_logs_name_task_activity_and_request_id_but_never_secrets(call, gr
         r for r in caplog.records if r.name.startswith(("shared", "functions")) or r.levelno >= logging.INFO
     ]
     assert not [r.getMessage() for r in ours_or_info if "Bearer" in r.getMessage() or "eyJ" in r.getMessage()]
+    # Nor personal data: user principal names and filter values (httpx's own request lines held them).
+    login = values["login"].split("@")[0]
+    assert not [
+        r.getMessage() for r in ours_or_info if login in r.getMessage() or "O%27%27Brien" in r.getMessage()
+    ]
     answers = [r for r in caplog.records if r.getMessage().startswith("activity users.create")]
     assert answers and answers[0].task == "hires" and answers[0].activity == "users.create"
     assert "request-ids " in answers[0].getMessage() and answers[0].getMessage().split("request-ids ")[1]
