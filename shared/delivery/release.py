@@ -6,7 +6,8 @@
 
 A failed load leaves the cache where it was, so the next run offers the same changes again (the same
 batches under the same ids where their content is the same; batches the receiver already acknowledged
-are not sent again). A held run delivers nothing until ``approve`` releases exactly its changes, once, or a
+are not sent again; but if the earlier load also sent batches that are not among them, which may have
+overwritten records of those, every batch gets a new id and is sent again). A held run delivers nothing until ``approve`` releases exactly its changes, once, or a
 later run that needs no hold (the configuration was corrected) delivers and clears the hold; a later run
 that again exceeds the guard replaces the hold, so a held task never delivers without a decision.
 """
@@ -17,8 +18,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from shared import telemetry
 from shared.config import Connector, ScheduledTask
 from shared.config.delivery import DeletionGuard
 from shared.delivery import cache, failures
-from shared.delivery.batches import BatchHeader, cut
+from shared.delivery.batches import Batch, BatchHeader, cut
 from shared.delivery.changes import ChangeSet, StreamOutput, compute
 from shared.delivery.housekeeping import prune_runs
 from shared.delivery.load import Receiver
@@ -107,24 +108,44 @@ def _acks_name(task: str, base: str) -> str:
     return f"{task}/cache/acknowledged-{hashlib.sha256(base.encode()).hexdigest()[:16]}"
 
 
-async def _acknowledged(container: ContainerClient, name: str) -> set[str]:
+@dataclass
+class _Attempts:
+    """The load log of one base (an append blob): ``try ID`` before a batch is sent, ``ack ID`` once the
+    receiver accepted it, ``generation N`` when ids were renewed. Entries before the last ``generation``
+    line are of ids no longer sent."""
+
+    generation: int = 0
+    tried: set[str] = field(default_factory=set)  # sent (and perhaps applied), answered or not
+    acknowledged: set[str] = field(default_factory=set)
+
+
+async def _attempts(container: ContainerClient, name: str) -> _Attempts:
     def read() -> bytes:
         try:
             return container.get_blob_client(name).download_blob().readall()
         except ResourceNotFoundError:
             return b""
 
-    return set((await asyncio.to_thread(read)).decode().split())
+    attempts = _Attempts()
+    for line in (await asyncio.to_thread(read)).decode().splitlines():
+        word, _, value = line.partition(" ")
+        if word == "generation":
+            attempts = _Attempts(int(value))
+        elif word == "try":
+            attempts.tried.add(value)
+        elif word == "ack":
+            attempts.acknowledged.add(value)
+    return attempts
 
 
-async def _acknowledge(container: ContainerClient, name: str, batch_id: str) -> None:
+async def _append(container: ContainerClient, name: str, entry: str) -> None:
     def append() -> None:
         blob = container.get_blob_client(name)
         try:
             blob.create_append_blob(if_none_match="*")
         except ResourceExistsError:
             pass
-        blob.append_block(f"{batch_id}\n".encode())
+        blob.append_block(f"{entry}\n".encode())
 
     await asyncio.to_thread(append)
 
@@ -173,27 +194,46 @@ async def load_changes(
         return
     container = services.extracts
     acks = _acks_name(task.storage_key, base)
-    acknowledged = await _acknowledged(container, acks)
-    header = BatchHeader(
-        task=task.name,
-        base=base,
-        streams={
-            s.name: {"target_template": s.target_template, "target_folder": s.target_folder, "key": s.key}
-            for s in streams
-        },
-    )
+    attempts = await _attempts(container, acks)
+    targets = {
+        s.name: {"target_template": s.target_template, "target_folder": s.target_folder, "key": s.key}
+        for s in streams
+    }
+
+    def header_of(generation: int) -> BatchHeader:
+        return BatchHeader(
+            task=task.name,
+            base=base if not generation else f"{base}|generation {generation}",
+            streams=targets,
+        )
+
+    def batches(header: BatchHeader) -> AsyncIterator[Batch]:
+        return cut(
+            container, changes_file, header, size=endpoint.batch_size, max_bytes=endpoint.max_batch_bytes
+        )
+
+    header = header_of(attempts.generation)
+    if attempts.tried:
+        # An earlier load from this base stopped part way. Its batches that are also batches now may be
+        # skipped (acknowledged) or are answered as before (same id); but if it also sent batches that are
+        # not among them (a record changed since), one of those may have overwritten a record of a batch we
+        # would skip: then every batch gets a new id (a new generation) and is sent again.
+        planned = {batch.id async for batch in batches(header)}
+        if attempts.tried - planned and attempts.tried & planned:
+            attempts = _Attempts(attempts.generation + 1)
+            await _append(container, acks, f"generation {attempts.generation}")
+            header = header_of(attempts.generation)
     counts = report.counts
     counts.update({"batches_sent": 0, "batches_skipped": 0, "records_sent": 0})
     async with _receiver(services, task, connector, deadline) as receiver:
         try:
-            async for batch in cut(
-                container, changes_file, header, size=endpoint.batch_size, max_bytes=endpoint.max_batch_bytes
-            ):
-                if batch.id in acknowledged:
+            async for batch in batches(header):
+                if batch.id in attempts.acknowledged:
                     counts["batches_skipped"] += 1  # the receiver has it: a previous load got this far
                     continue
+                await _append(container, acks, f"try {batch.id}")  # before: a crash may follow its apply
                 await receiver.send(batch, run_id=run_id)
-                await _acknowledge(container, acks, batch.id)
+                await _append(container, acks, f"ack {batch.id}")
                 counts["batches_sent"] += 1
                 counts["records_sent"] += batch.records
         finally:

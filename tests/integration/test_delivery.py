@@ -468,3 +468,38 @@ async def test_a_cache_clear_made_while_a_run_loads_is_kept(graph, control, serv
     sent = len(receiver.applied)
     await run(services, config)  # the next run delivers every record once
     assert sorted(r["id"] for r in delivered(receiver, sent)) == sorted(users)
+
+
+def platform_view(receiver: PlatformReceiver) -> dict[str, dict[str, Any]]:
+    """What the platform holds after applying the batches in the order it received them (last write wins)."""
+    held: dict[str, dict[str, Any]] = {}
+    for record in delivered(receiver):
+        held[record["id"]] = {**held.get(record["id"], {}), **record["attributes"]}
+    return held
+
+
+async def test_a_batch_id_is_not_reused_for_content_the_receiver_has_since_overwritten(
+    graph, control, services, receiver
+):
+    config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 1})
+    await run(services, config)
+    one, two = sorted(u["id"] for u in control.objects("users"))[:2]
+    control.update("users", one, {"jobTitle": "Alpha"})
+    control.update("users", two, {"jobTitle": "Beta"})
+    sent = len(receiver.applied)
+    receiver.fail(400, times=100, after=sent + 1)  # the first change lands, the second is refused
+    await run(services, config, expect="failed")
+    [landed] = delivered(receiver, sent)
+    assert landed["attributes"]["title"] in ("Alpha", "Beta")
+    first = landed["id"]
+    control.update("users", first, {"jobTitle": "Gamma"})  # then it changes again ...
+    receiver.heal()
+    receiver.fail(400, times=100, after=len(receiver.applied) + 1)
+    await run(services, config, expect="failed")
+    assert platform_view(receiver)[first]["title"] == "Gamma"  # ... and that lands, the rest refused again
+    control.update("users", first, {"jobTitle": landed["attributes"]["title"]})  # ... and back
+    receiver.heal()
+    await run(services, config)
+    platform = platform_view(receiver)
+    assert (platform[one]["title"], platform[two]["title"]) == ("Alpha", "Beta")  # what the cache says
+    assert (await run(services, config)).load.counts["upserts"] == 0
