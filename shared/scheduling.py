@@ -45,6 +45,7 @@ def due_requests(config: Config, after: datetime, until: datetime) -> list[RunRe
             requests.append(
                 RunRequest(
                     task=task.name,
+                    task_key=task.storage_key,
                     run_id=scheduled_run_id(task.name, planned),
                     trigger="timer",
                     planned_at=planned,

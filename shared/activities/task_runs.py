@@ -38,7 +38,7 @@ def scheduled_task(config: Config, name: str) -> ScheduledTask:
 async def start(services: Services, config: Config, request: RunTaskRequest) -> tuple[int, RunStatusResponse]:
     """(HTTP status, body): 200 when the run finished within the wait, 202 while it is queued or running."""
     key = scheduled_task(config, request.task).storage_key  # what the history is keyed by
-    run = RunRequest(task=request.task, trigger="activity", full_resync=request.full_resync)
+    run = RunRequest(task=request.task, task_key=key, trigger="activity", full_resync=request.full_resync)
     await services.queue.enqueue(run)
     record: RunRecord | None = None
     give_up = time.monotonic() + request.wait_seconds

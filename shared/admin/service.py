@@ -308,13 +308,12 @@ class AdminService:
         task = await self.task_definition(id)
         if task.usage != "scheduled":
             raise Conflict(f"{task.name!r} is an {task.usage} task; only scheduled tasks run")
-        request = RunRequest(task=task.name, trigger="api", full_resync=full_resync)
-        record = RunRecord(
-            task=task.storage_key, run_id=request.run_id, trigger="api", status="queued", planned_at=request.requested_at,
-            attempt=0,
-        )  # fmt: skip
-        await self.services.history.put(record)
-        await self.services.queue.enqueue(request)
+        request = RunRequest(
+            task=task.name, task_key=task.storage_key, trigger="api", full_resync=full_resync
+        )
+        await self.services.queue.enqueue(request)  # recorded queued in the task's history first
+        record = await self.services.history.get(task.storage_key, request.run_id)
+        assert record is not None
         return record
 
     async def stop(self, id: str) -> RunRecord:

@@ -41,6 +41,7 @@ class RunRequest(BaseModel):
     requested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     full_resync: bool = False  # incremental tasks: read everything this time (delta links are renewed)
     force: bool = False  # run even though the task is disabled
+    task_key: str | None = None  # the task's stable id (ScheduledTask.storage_key), when the sender knows it
 
 
 class RunCounts(BaseModel):

@@ -23,7 +23,7 @@ class RunQueue:
         """``delay_s``: the message stays invisible that long (a run planned for later)."""
         if self.history is not None:
             queued = RunRecord(
-                task=request.task,
+                task=request.task_key or request.task,  # history is keyed by the task's stable id
                 run_id=request.run_id,
                 trigger=request.trigger,
                 status="queued",
