@@ -5,11 +5,12 @@
     -> housekeeping (old run folders)
 
 A failed load leaves the cache where it was, so the next run offers the same changes again (the same
-batches under the same ids where their content is the same; batches the receiver already acknowledged
-are not sent again; but if the earlier load also sent batches that are not among them, which may have
+batches under the same ids where their content is the same; batches the receiver already acknowledged are
+not sent again; but if the earlier load also sent batches that are not among them, which may have
 overwritten records of those, every batch gets a new id and is sent again). A held run delivers nothing
-until ``approve`` releases exactly its changes, once, or a later run that needs no hold (the configuration was corrected) delivers and clears the hold; a later run
-that again exceeds the guard replaces the hold, so a held task never delivers without a decision.
+until ``approve`` releases exactly its changes, once, or a later run that needs no hold (the
+configuration was corrected) delivers and clears the hold; a later run that again exceeds the guard
+replaces the hold, so a held task never delivers without a decision.
 """
 
 from __future__ import annotations
