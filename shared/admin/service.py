@@ -216,7 +216,9 @@ class AdminService:
             raise NotFound(f"no {kind} with id {id!r}")
         if kind == "task" and current.usage == "event" and not force:
             changed = [
-                k for k in ("usage", "mappings_type") if data.get(k, "scheduled") != current.data.get(k)
+                k
+                for k in ("usage", "mappings_type", "name")
+                if data.get(k, "scheduled") != current.data.get(k)
             ]
             if changed:
                 await self._refuse_if_in_use(current, f"changing its {' and '.join(changed)}")

@@ -155,6 +155,12 @@ async def test_event_task_called_recently_needs_force_to_delete_or_change_usage(
         headers={"If-Match": etag},
     )
     assert changed.status_code == 409 and "force" in changed.json()["detail"]
+    rename = await client.put(
+        f"/v1/tasks/{id}", json={**body, "name": "provisioning-2"}, headers={"If-Match": etag}
+    )
+    assert (
+        rename.status_code == 409 and "changing its name" in rename.json()["detail"]
+    )  # workflows call it by name
     refused = await client.delete(f"/v1/tasks/{id}", headers={"If-Match": etag})
     assert refused.status_code == 409 and "called by workflows" in refused.json()["detail"]
     forced = await client.delete(f"/v1/tasks/{id}", params={"force": "true"}, headers={"If-Match": etag})
