@@ -503,3 +503,22 @@ async def test_a_batch_id_is_not_reused_for_content_the_receiver_has_since_overw
     platform = platform_view(receiver)
     assert (platform[one]["title"], platform[two]["title"]) == ("Alpha", "Beta")  # what the cache says
     assert (await run(services, config)).load.counts["upserts"] == 0
+
+
+async def test_the_api_key_and_tokens_are_never_logged_nor_kept(graph, control, services, receiver, caplog):
+    caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
+    config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 15})
+    receiver.fail(401, times=1, after=1)  # an answer the history keeps
+    failed = await run(services, config, expect="failed")
+    assert "401" in failed.error and receiver.applied[0].headers["x-api-key"] == API_KEY  # it was sent
+    await run(services, config)
+    stored = [r.model_dump_json() for r in await services.history.list("people", limit=10)]
+    state = (await delivery_store(services).get("people")).model_dump_json()
+    run_logs = [
+        b"".join(services.extracts.download_blob(blob.name).chunks()).decode()
+        for blob in services.extracts.list_blobs(name_starts_with="people/runs/")
+        if blob.name.endswith(".log")
+    ]
+    assert run_logs and len(stored) == 2 and "HTTP Request: POST" in caplog.text
+    for text in [caplog.text, state, *stored, *run_logs]:
+        assert API_KEY not in text and graph.info.client_secret not in text
