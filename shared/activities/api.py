@@ -51,6 +51,9 @@ PROBLEM_JSON = "application/problem+json"
 MAX_BODY_BYTES = 6 * 1024 * 1024
 # Problems after which an Idempotency-Key is released rather than kept: nothing was done.
 NOT_FINAL = frozenset({"invalid-request", "too-large", "configuration-invalid", "unknown-activity"})
+# A write Graph may or may not have done (no natural key to look it up by) is kept too: a repeat with the key
+# gets the same answer instead of sending the write again. (A create looked up and not found, a 503, is not.)
+UNKNOWN_OUTCOME = (502, "outcome-unknown")
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,7 @@ class ActivityApi:
         """Keep final outcomes; release the key when nothing was done or the caller should try again."""
         kind = _problem_kind(answer) if answer.status >= 400 else ""
         try:
-            if answer.status < 500 and kind not in NOT_FINAL:
+            if (answer.status < 500 and kind not in NOT_FINAL) or (answer.status, kind) == UNKNOWN_OUTCOME:
                 headers = {k: v for k, v in answer.headers.items() if k.lower() != "server-timing"}
                 try:
                     await store.complete(

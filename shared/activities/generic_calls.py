@@ -2,7 +2,8 @@
 
 The URL and the body are templates (:mod:`shared.activities.templates`); the URL is joined and checked by
 :mod:`shared.activities.addresses` before any request is sent. Completed for answers 200-399 (a redirect is
-returned as it is, never followed); otherwise Graph's error, as a problem.
+returned as it is, never followed); otherwise Graph's error, as a problem. A POST without an answer is a
+502 ``outcome-unknown`` (never re-sent, by the client or, under the same ``Idempotency-Key``, by a repeat).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 from shared.activities import addresses, templates
 from shared.activities.calls import ActivityCall
 from shared.activities.contract import ActivityResponse, GenericCallRequest
-from shared.activities.problems import from_graph_error, invalid
+from shared.activities.problems import ActivityError, from_graph_error, invalid
 from shared.activities.users import response
 from shared.graph.errors import GraphError
+from shared.retry import Action
 
 
 def prepare(call: ActivityCall, request: GenericCallRequest) -> tuple[str, Any]:
@@ -47,6 +49,16 @@ async def call_graph(call: ActivityCall, request: GenericCallRequest) -> Activit
     try:
         answer = await call.send(request.method, url, json_body=body)
     except GraphError as error:
+        if error.action == Action.LOOKUP:
+            # A POST without an answer (a timeout, a 5xx): Graph may have done it, and a generic call has no
+            # object to look up. Not "try again" (a 503): repeating could do it twice.
+            raise ActivityError(
+                502,
+                "outcome-unknown",
+                f"the {request.method} had no answer from Graph ({error}); it may or may not have been done: "
+                "check before repeating the call",
+                graph=error,
+            ) from None
         raise from_graph_error(error) from None
     content: Any = None
     if answer.content:

@@ -7,8 +7,9 @@ activity, RowKey a SHA-256 of the key (the key itself is the caller's and may be
 SHA-256, and the stored answer. A call first *reserves* its key (an insert, which only one caller can win);
 a second call with the key while the first is running gets 409 (the draft's "request is outstanding"). A
 reservation left by a process that died is taken over after ``LOCK_SECONDS``. Only final outcomes are kept:
-2xx answers and Graph's refusals; invalid requests (nothing was done) and upstream trouble (502/503: the
-caller should try again, and activities resolve unknown outcomes themselves) release the key instead.
+2xx answers, Graph's refusals, and 502 ``outcome-unknown`` (a write Graph may have done: a repeat with the key
+must not send it again); invalid requests (nothing was done) and other upstream trouble (502/503: the caller
+should try again, and creates resolve unknown outcomes by a lookup) release the key instead.
 
 The answer's body is kept as binary properties of at most 64 KiB each (a table property holds at most 64 KiB,
 an entity at most 1 MiB: https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model),

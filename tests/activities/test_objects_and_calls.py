@@ -45,6 +45,30 @@ async def test_custom_object_create_with_unknown_outcome_is_not_repeated(call, c
     assert control.requests()["by_path"] == {"POST /applications": 1}
 
 
+async def test_an_unknown_outcome_is_kept_for_its_idempotency_key(call, control):
+    # A repeat with the same key gets the same answer: the POST, which Graph may have done, is not sent again.
+    control.set_faults({"status": 504, "method": "POST", "path": "^/applications$", "count": 1})
+    control.clear_requests()
+    headers = {"Idempotency-Key": "maybe-app"}
+    request = {"task": "apps", "values": {"app_name": "Maybe twice"}}
+    first = await call("objects.create", request, headers)
+    again = await call("objects.create", request, headers)
+    assert first[0] == again[0] == 502 and again[1] == first[1] and again[2]["Idempotent-Replayed"] == "true"
+    assert control.requests()["by_path"] == {"POST /applications": 1}
+
+
+async def test_generic_post_without_an_answer_is_an_unknown_outcome_not_a_retry(call, control):
+    control.set_faults({"status": 504, "method": "POST", "path": "^/applications$", "count": 1})
+    control.clear_requests()
+    status, body, headers = await call(
+        "graph.call",
+        {"task": "people", "method": "POST", "url": "/applications", "body": '{"displayName": "Maybe"}'},
+    )
+    assert status == 502 and body["type"].endswith(":outcome-unknown"), body
+    assert "check before repeating" in body["exception"] and "Retry-After" not in headers
+    assert control.requests()["by_path"] == {"POST /applications": 1}
+
+
 async def test_custom_object_refused_by_graph_is_explained(call, control):
     before = len(control.objects("contacts"))
     status, body, _ = await call(
