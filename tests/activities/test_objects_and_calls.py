@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import json
+import ssl
+import threading
 
 import pytest
 from PIL import Image, PngImagePlugin
 
 from shared.activities import addresses, templates
+from shared.activities.api import ActivityApi
+from shared.config import parse_config
 from shared.storage.tables import RunRecord
+from tests.activities.conftest import activity_config
 
 # ------------------------------------------------------------------------------------- custom objects
 
@@ -183,6 +189,61 @@ async def test_generic_call_passes_on_graphs_error(call):
     assert (
         status == 404 and body["graph_code"] == "Request_ResourceNotFound" and body["outcome"] == "Exception"
     )
+
+
+class RedirectingGraph:
+    """A real HTTPS server standing for a Graph host that answers every request with 302 to ``/elsewhere``
+    (as Graph's report downloads do, to another host): records each request's path and Authorization."""
+
+    def __init__(self, graph) -> None:
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append((self.path, self.headers.get("Authorization")))
+                self.send_response(302)
+                self.send_header("Location", f"https://127.0.0.1:{self.server.server_port}/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(graph.tls.server_cert_file, graph.tls.server_key_file)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_a_redirect_from_graph_is_returned_not_followed(graph, control, services):
+    redirecting = RedirectingGraph(graph)
+    try:
+        # A connector whose Graph host is that server (tokens from the local Graph, for an app exposing it).
+        control.create(
+            "applications", {"displayName": "Redirecting API", "identifierUris": [redirecting.url]}
+        )
+        data = activity_config(graph.info, control)
+        data["connectors"][0]["graph_url"] = redirecting.url
+        await services.config_store.save(parse_config(data))
+        api = ActivityApi(services)
+        answer = await api.handle(
+            "graph.call", json.dumps({"task": "people", "method": "GET", "url": "reports/x"}).encode(), {}
+        )
+        assert answer.status == 200, answer.json
+        assert answer.json["result"]["status_code"] == 302
+        assert answer.json["result"]["location"] == f"{redirecting.url}/elsewhere"
+        # One request, to the URL asked for; /elsewhere was never called (nor given the token).
+        assert [path for path, _ in redirecting.seen] == ["/v1.0/reports/x"]
+        assert redirecting.seen[0][1].startswith("Bearer ")
+    finally:
+        redirecting.close()
+        await services.aclose()
 
 
 HOSTILE_URLS = [
