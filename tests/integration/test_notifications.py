@@ -274,12 +274,6 @@ async def test_a_burst_of_1000_changes_causes_a_handful_of_runs(graph, control, 
     assert delivered >= 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (shared/extract/runner.py): a notification run that meets another run of the task holding "
-    "the lease ends as 'skipped', and the debounce has already absorbed the change into that run's slot, so a "
-    "change made while a long run (a scheduled full read) is in progress waits for the next schedule",
-)
 async def test_a_change_notified_while_another_run_holds_the_lease_still_reaches_the_output(
     graph, control, services, subs
 ):
