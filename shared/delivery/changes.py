@@ -32,7 +32,7 @@ from shared.extract.view import line_id
 from shared.storage.blobs import StagedJsonl, encode_line, read_lines
 from shared.storage.delivery import DeliveredView
 
-Reasons = Callable[[list[str]], Awaitable[dict[str, str]]]
+Reasons = Callable[[list[str], "StreamOutput"], Awaitable[dict[str, str]]]  # ids of a stream -> reasons
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class StreamOutput:
     target_folder: str
     key: str = "id"
     marking: DeletionMarking | None = None
+    collection: str | None = None  # a generic task's collection (removal lookups); None: directory objects
 
 
 @dataclass
@@ -180,7 +181,7 @@ async def compute(
                         builder.add(old.hashes[i], MARKED)
             if gone_live and stream.marking is not None and delivered is not None:
                 ids = await _ids_at(container, delivered.files[stream.name], old, set(gone_live))
-                found = await reasons(ids)
+                found = await reasons(ids, stream)
                 for object_id in ids:
                     reason = found[object_id]
                     counts.marks[reason] = counts.marks.get(reason, 0) + 1

@@ -77,6 +77,7 @@ def streams_of(
                 target_folder=getattr(selection, "target_folder", ""),
                 key=getattr(selection, "key", "id"),
                 marking=getattr(selection, "deletion_marking", None),
+                collection=getattr(selection, "collection", None),  # generic selections only
             )
         )
     return outputs
@@ -272,9 +273,13 @@ async def deliver_run(
             state = cache.cleared(state, started)
             await store.put(task.storage_key, state)
 
-        async def reasons(ids: list[str]) -> dict[str, str]:
+        async def reasons(ids: list[str], stream: StreamOutput) -> dict[str, str]:
             return await reasons_for(
-                client, ids, hints or {}, concurrency=services.settings.graph_concurrency
+                client,
+                ids,
+                hints or {},
+                concurrency=services.settings.graph_concurrency,
+                collection=stream.collection,
             )
 
         changes = await compute(
