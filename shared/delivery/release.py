@@ -36,6 +36,7 @@ from shared.delivery.changes import ChangeSet, StreamOutput, compute
 from shared.delivery.housekeeping import prune_runs
 from shared.delivery.load import Receiver
 from shared.delivery.removals import reasons_for
+from shared.extract.streams import task_streams
 from shared.graph.client import GraphClient
 from shared.retry import RetryPolicy
 from shared.runs import PhaseReport, RunRecord
@@ -65,10 +66,12 @@ def streams_of(
     task: ScheduledTask, files: Mapping[str, str], selections: Mapping[str, Any] | None = None
 ) -> list[StreamOutput]:
     """The delivery view of a committed run's streams: its view files and their selections (by default the
-    task's selection of the stream's name)."""
+    task's streams' selections: a generic stream is named after its collection, not ``generic``)."""
+    if selections is None:
+        selections = {stream.name: stream.selection for stream in task_streams(task)}
     outputs = []
     for name, view_file in files.items():
-        selection = (selections or {}).get(name) or getattr(task, name, None)
+        selection = selections.get(name)
         outputs.append(
             StreamOutput(
                 name=name,
