@@ -14,8 +14,9 @@ How the URL is made (after the ``$code$`` templates are filled in, each value pe
 
 Refused before any request is sent, with the reason:
 
-- another scheme, host or port; user information (``https://graph.microsoft.com@evil.example``); a suffix that
-  starts with ``//`` or holds ``://`` (protocol-relative or embedded URLs);
+- another scheme, host or port, or the same host and port spelled otherwise (``:443``, ``:0443``); user
+  information (``https://graph.microsoft.com@evil.example``); a suffix that starts with ``//`` or holds
+  ``://`` (protocol-relative or embedded URLs);
 - backslashes, whitespace, control characters, non-ASCII characters (percent-encode them), fragments;
 - in the path: empty segments (``//``), ``.`` and ``..`` segments, encoded ``/``, ``\\``, ``?`` or ``%``
   (``%2F``, ``%5C``, ``%3F``, ``%25``: double encoding) or NUL, also after decoding. An encoded ``#`` (``%23``)
@@ -98,6 +99,9 @@ def check(url: str, graph_root: str) -> None:
         raise AddressRefused(
             f"only the connector's Graph host {expected.netloc} may be called, not {parts.netloc}"
         )
+    # The same host and port spelled otherwise (":443", ":0443"): the Graph client compares the spelling.
+    if parts.netloc.lower() != expected.netloc.lower():
+        raise AddressRefused(f"write the Graph host as {expected.netloc}, not {parts.netloc}")
     # A second, independent parser must agree (differences between parsers are how guards are bypassed).
     try:
         other = httpx.URL(url)

@@ -271,6 +271,7 @@ HOSTILE_URLS = [
     "users?$filter=a%0d%0aHost:%20evil",
     "javascript:alert(1)",
     "https://{host}:444/v1.0/users",
+    "https://{hostname}:0{port}/v1.0/users",  # the right port, spelled otherwise
     "ftp://{host}/v1.0/users",
 ]
 
@@ -278,9 +279,11 @@ HOSTILE_URLS = [
 @pytest.mark.parametrize("url", HOSTILE_URLS)
 async def test_hostile_urls_are_refused_before_any_request(call, control, graph, url):
     host = graph.info.graph_url.removeprefix("https://")
+    hostname, port = host.rsplit(":", 1)
     control.clear_requests()
     status, body, _ = await call(
-        "graph.call", {"task": "people", "method": "GET", "url": url.format(host=host)}
+        "graph.call",
+        {"task": "people", "method": "GET", "url": url.format(host=host, hostname=hostname, port=port)},
     )
     assert status == 400, body
     assert body["errors"][0]["field"] == "url" and body["errors"][0]["message"].startswith("refused")
