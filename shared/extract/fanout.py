@@ -65,6 +65,24 @@ class MemberIds:
             ids = sorted(ids + self._other)
         return ids
 
+    @classmethod
+    def from_packed(cls, packed: bytes | bytearray, other: Iterable[str] = ()) -> MemberIds:
+        ids = cls()
+        ids._packed = bytearray(packed)
+        ids._other = list(other)
+        return ids
+
+    def patched(self, gained: Iterable[str] = (), removed: Iterable[str] = ()) -> MemberIds:
+        """These ids less ``removed``, plus ``gained``, each once and sorted (as ``sorted(set(...))`` of the
+        strings), still packed: patching the members of a very large group needs no string per member."""
+        lost, won = MemberIds(removed), MemberIds(gained)
+        packed = bytes(self._packed)
+        keys = {packed[i : i + 16] for i in range(0, len(packed), 16)}
+        keys.difference_update(bytes(lost._packed[i : i + 16]) for i in range(0, len(lost._packed), 16))
+        keys.update(bytes(won._packed[i : i + 16]) for i in range(0, len(won._packed), 16))
+        other = (set(self._other) - set(lost._other)) | set(won._other)
+        return MemberIds.from_packed(b"".join(sorted(keys)), sorted(other))
+
     def json_bytes(self) -> bytes | bytearray:
         """``json.dumps(self.sorted())`` (compact), built from the packed bytes without a string per id.
 

@@ -25,7 +25,7 @@ from shared.extract.mapping import Mapper
 from shared.extract.relations import Relation, Values
 from shared.extract.scoping import Scope, Scoping
 from shared.extract.streams import Stream
-from shared.extract.view import line_id, parse
+from shared.extract.view import line_id, parse_packed
 from shared.graph.client import GraphClient
 from shared.graph.errors import BadRequest, DeltaTokenExpired, NotFound
 from shared.runs import RunCounts
@@ -140,6 +140,9 @@ class ViewMerge:
         for scoping in self.scopings:
             candidates |= scoping.candidates(memberships)
         in_view: set[str] = set()  # the ids of the previous view that matter below
+        packed_codes = [
+            self.mapper.related_codes[name] for name in self.relations if name in self.mapper.related_codes
+        ]
 
         async for line in read_lines(container, previous_blob):
             object_id = line_id(line)
@@ -153,7 +156,7 @@ class ViewMerge:
             if obj is None and not touched:
                 await writer.write_line(line)
                 continue
-            previous = parse(line)
+            previous = parse_packed(line, packed_codes)  # member ids stay packed: a group may have millions
             related = {
                 name: relation.patch(object_id, self.mapper.related_of(previous, name))
                 for name, relation in self.relations.items()
@@ -162,7 +165,7 @@ class ViewMerge:
                 if not self.scope.keeps(obj):
                     counts.removed += 1
                     continue
-                record = self.mapper.record(obj, related)
+                record = self.mapper.record(obj, related, packed=True)
             else:
                 record = self.mapper.with_related(previous, related)
             encoded = encode_line(record)

@@ -166,14 +166,17 @@ class Mapper:
     def related_of(self, record: dict[str, Any], name: str) -> list[str]:
         """The ids a record (an earlier run's) holds for a relation, for patching."""
         code = self.related_codes.get(name)
-        return [] if code is None else list(record["attributes"].get(code) or ())
+        if code is None:
+            return []
+        value = record["attributes"].get(code) or ()
+        return value if isinstance(value, MemberIds) else list(value)  # type: ignore[return-value]
 
     def with_related(self, record: dict[str, Any], related: Mapping[str, Iterable[str]]) -> dict[str, Any]:
         attributes = dict(record["attributes"])
         for name, values in related.items():
             code = self.related_codes.get(name)
             if code is not None:
-                attributes[code] = sorted(values)
+                attributes[code] = values if isinstance(values, MemberIds) else sorted(values)
         return {"id": record["id"], "attributes": attributes}
 
 

@@ -99,7 +99,7 @@ class Relation(Protocol):
     def begin_merge(self, own: DeltaRound, memberships: DeltaRound) -> None: ...
     async def prefetch(self, own: DeltaRound) -> None: ...  # before a merge: read what changed items need
     def touches(self, object_id: str, line: bytes) -> bool: ...
-    def patch(self, object_id: str, current: Iterable[str]) -> list[str]: ...
+    def patch(self, object_id: str, current: Iterable[str]) -> list[str] | MemberIds: ...
 
 
 RelationFactory = Callable[["StreamSpec", RelationContext], Relation]
@@ -107,7 +107,9 @@ RelationFactory = Callable[["StreamSpec", RelationContext], Relation]
 
 def _patched(
     current: Iterable[str], gained: set[str] | None, lost: set[str] | None, gone: set[str]
-) -> list[str]:
+) -> list[str] | MemberIds:
+    if isinstance(current, MemberIds):  # a previous record's ids, packed (view.parse_packed)
+        return current.patched(gained or (), (lost or set()) | gone)
     result = set(current)
     if lost:
         result -= lost
@@ -155,7 +157,7 @@ class Members:
         own = self._own
         return own is not None and (object_id in own.member_adds or object_id in own.member_removes)
 
-    def patch(self, object_id: str, current: Iterable[str]) -> list[str]:
+    def patch(self, object_id: str, current: Iterable[str]) -> list[str] | MemberIds:
         own = self._own
         if own is None:
             return sorted(current)
@@ -212,7 +214,7 @@ class MemberOf:
             or (self._removed_pattern is not None and self._removed_pattern.search(line) is not None)
         )
 
-    def patch(self, object_id: str, current: Iterable[str]) -> list[str]:
+    def patch(self, object_id: str, current: Iterable[str]) -> list[str] | MemberIds:
         return _patched(current, self._gained.get(object_id), self._lost.get(object_id), self._removed_groups)
 
 
