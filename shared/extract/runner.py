@@ -41,7 +41,7 @@ from shared.extract.streams import MEMBERSHIPS, Stream, TaskStreams, membership_
 from shared.graph.client import GraphClient
 from shared.graph.errors import DeltaTokenExpired, GraphError
 from shared.retry import transient
-from shared.runs import RunCounts, RunRecord, RunRequest, TaskState, new_run_id
+from shared.runs import RunCounts, RunRecord, RunRequest, TaskState
 from shared.services import Services
 from shared.storage import blobs
 from shared.storage.lease import TaskLease
@@ -52,9 +52,9 @@ from shared.storage.tables import HistoryStore
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int], None]
 FOLLOWED_TRIGGERS = frozenset({"notification"})
-"""Runs that, meeting another run of their task, queue a run after it rather than end as skipped: a
-notification's change is not seen again until the next schedule otherwise (a timer run's next tick comes anyway;
-a person asking for a run sees it skipped and can ask again)."""
+"""Runs that, meeting another run of their task, wait for it rather than end as skipped: a notification's
+change is not seen again until the next schedule otherwise (a timer run's next tick comes anyway; a person
+asking for a run sees it skipped and can ask again)."""
 
 
 @dataclass
@@ -307,17 +307,14 @@ async def _run_task(
             return RunOutcome(existing)  # this very run is in progress: a duplicate delivery
         if request.trigger in FOLLOWED_TRIGGERS:
             # A notified change may have happened after the running read passed it, and the debounce has
-            # folded it into this request: run again once the other run is over (asked again every third of
-            # a lease until the lease is free), instead of leaving the change to the next schedule.
-            follow = request.model_copy(update={"run_id": new_run_id(), "requested_at": datetime.now(UTC)})
-            await services.queue.enqueue(follow, delay_s=max(1, services.settings.lease_s // 3))
-            log.info("another run of this task holds the lease: run %s follows it", follow.run_id)
-            return await _finish(
-                history,
-                record,
-                "skipped",
-                f"another run of this task is in progress; run {follow.run_id} follows it",
-            )
+            # folded it into this request: this run waits for the other one (the same request comes back every
+            # third of a lease until the lease is free), instead of leaving the change to the next schedule.
+            delay_s = max(1, services.settings.lease_s // 3)
+            await services.queue.enqueue(request, delay_s=delay_s)
+            log.info("another run of this task holds the lease: waiting, asking again in %d s", delay_s)
+            record.status = "queued"  # one history row, whatever the number of tries
+            await history.put(record)
+            return RunOutcome(record)
         log.info("another run of this task holds the lease: skipped")
         return await _finish(history, record, "skipped", "another run of this task is in progress")
     await history.put(record)
