@@ -12,7 +12,9 @@ Each line of ``changes.jsonl`` is one change (schema/delivery-batch.schema.json,
 
 An object is marked once: the run's digest table keeps it as ``MARKED`` until it comes back (then it is
 delivered again, unmarked) or the cache is cleared. Streams whose selection has no deletion marking drop
-vanished objects from the cache without a mark.
+vanished objects from the cache without a mark. A stream whose target template or folder changed since
+the delivered view sends every record again, like after a cache clear (a target is no read setting: the
+extract keeps reading incrementally).
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ class StreamOutput:
     key: str = "id"
     marking: DeletionMarking | None = None
     collection: str | None = None  # a generic task's collection (removal lookups); None: directory objects
+
+    @property
+    def target(self) -> str:
+        """Where the platform stores the stream's records: another target receives every record once."""
+        return json.dumps([self.target_template, self.target_folder])
 
 
 @dataclass
@@ -150,6 +157,8 @@ async def compute(
             delivered_live += old.live()
         seen = bytearray(len(old) if old is not None else 0)
         builder = DigestBuilder()
+        moved = delivered is not None and delivered.targets.get(stream.name, stream.target) != stream.target
+        resend = resend_all or moved  # every record again (marks stay as they are)
         async for line in read_lines(container, stream.view_file):
             object_id = line_id(line)
             hashed, digest = id_hash(object_id), line_digest(line)
@@ -166,7 +175,7 @@ async def compute(
             if before == MARKED:
                 counts.restored += 1
                 await writer.write_line(_restored_line(stream.name, line, stream.marking))
-            elif resend_all or before != digest:
+            elif resend or before != digest:
                 counts.changed += 1
                 await writer.write_line(_upsert_line(stream.name, line))
             else:
@@ -198,6 +207,7 @@ async def compute(
         files={s.name: s.view_file for s in streams},
         digests=digest_files,
         records=records,
+        targets={s.name: s.target for s in streams},
         delivered_at=datetime.now(UTC),
     )
     return ChangeSet(writer.name, result, view, delivered_live)

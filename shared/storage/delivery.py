@@ -28,6 +28,7 @@ class DeliveredView(BaseModel):
     files: dict[str, str] = Field(default_factory=dict)  # stream -> that run's view file
     digests: dict[str, str] = Field(default_factory=dict)  # stream -> digest table blob
     records: dict[str, int] = Field(default_factory=dict)  # stream -> live records delivered
+    targets: dict[str, str] = Field(default_factory=dict)  # stream -> where they went (template, folder)
     delivered_at: datetime
 
 

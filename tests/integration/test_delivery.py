@@ -522,3 +522,16 @@ async def test_the_api_key_and_tokens_are_never_logged_nor_kept(graph, control, 
     assert run_logs and len(stored) == 2 and "HTTP Request: POST" in caplog.text
     for text in [caplog.text, state, *stored, *run_logs]:
         assert API_KEY not in text and graph.info.client_secret not in text
+
+
+async def test_a_new_target_template_or_folder_receives_every_record_once(graph, control, services, receiver):
+    config = delivery_config(graph.info, receiver.url, mode="incremental")
+    users = sorted(u["id"] for u in control.objects("users"))
+    await run(services, config)
+    moved = delivery_config(graph.info, receiver.url, mode="incremental", users={"target_folder": "people"})
+    sent = len(receiver.applied)
+    again = await run(services, moved)
+    assert again.mode == "incremental"  # a target is no read setting
+    assert sorted(r["id"] for r in delivered(receiver, sent)) == users
+    assert {b.streams["users"]["target_folder"] for b in receiver.applied[sent:]} == {"people"}
+    assert (await run(services, moved)).load.counts["upserts"] == 0  # once
