@@ -56,3 +56,18 @@ def test_batch_ids_depend_on_content_and_base_only():
     assert other_base.id != one.id
     parsed = DeliveryBatch.model_validate_json(one.body)
     assert parsed.batch_id == one.id and parsed.records[0].attributes == {"n": 1}
+
+
+def test_many_runs_clear_the_cache_once_at_each_configured_hour():
+    from shared.delivery.cache import cleared
+
+    start = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+    state = DeliveryState(delivered=DeliveredView(run_id="r", delivered_at=start), cleared_at=start)
+    clears = []
+    for minute in range(7, 2 * 24 * 60, 7):  # a run every 7 minutes for two days
+        now = start + timedelta(minutes=minute)
+        if daily_clear_due(state, [6, 12], now):
+            clears.append(now)
+            state = cleared(state, now)
+    assert [(c.day, c.hour) for c in clears] == [(30, 6), (30, 12), (1, 6), (1, 12)]
+    assert all(c.minute < 7 for c in clears)  # the first run after the hour
