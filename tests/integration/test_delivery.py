@@ -535,3 +535,34 @@ async def test_a_new_target_template_or_folder_receives_every_record_once(graph,
     assert sorted(r["id"] for r in delivered(receiver, sent)) == users
     assert {b.streams["users"]["target_folder"] for b in receiver.applied[sent:]} == {"people"}
     assert (await run(services, moved)).load.counts["upserts"] == 0  # once
+
+
+async def test_a_load_the_receiver_took_but_the_cache_did_not_record_is_not_sent_again(
+    graph, control, services, receiver
+):
+    """Between the receiver's last answer and the cache's advance the run loses its lease (another process
+    took the task, as after a crash): the cache stays, and the next run finds every batch acknowledged."""
+    import time as clock
+
+    from azure.storage.blob import BlobLeaseClient
+
+    config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 15})
+    users = sorted(u["id"] for u in control.objects("users"))
+
+    def take_the_lease(batch) -> None:
+        if len(receiver.applied) == 3:  # the last batch
+            receiver.on_apply = None
+            BlobLeaseClient(services.leases.get_blob_client("people.lock")).break_lease(lease_break_period=0)
+            clock.sleep(services.settings.lease_s / 3 + 1.5)  # the run's next renewal fails meanwhile
+
+    receiver.on_apply = take_the_lease
+    lost = await run(services, config, expect="failed")
+    assert "lease was lost" in lost.error and lost.load.counts["batches_sent"] == 3
+    assert (await delivery_store(services).get("people")).delivered is None  # the cache stayed
+
+    second = await run(services, config)
+    assert second.load.counts["batches_skipped"] == 3 and second.load.counts["batches_sent"] == 0
+    assert sorted(r["id"] for r in delivered(receiver)) == users  # each once
+    keys = [key for key, _ in receiver.attempts]
+    assert len(keys) == len(set(keys)) == 4  # three batches and the lost run's failure record, each once
+    assert (await delivery_store(services).get("people")).delivered.run_id == second.run_id
