@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from shared.delivery.failures import log_failure
+from shared.delivery.release import notify_failure
 from shared.runs import RunRecord, RunRequest, new_run_id
 from shared.services import Services
 
@@ -45,4 +46,11 @@ async def record_poisoned(services: Services, body: bytes, dequeue_count: int | 
     record.error = f"{reason}; last error: {record.error}" if record.error else reason
     await services.history.put(record)
     log_failure(record.task, record.run_id, "failed", record.error)  # the alerts' TaskRunFailed event
+    try:  # and the task's failure record for the platform, if it configures one
+        config = await services.config_store.load()
+        task = config.task(request.task)
+        connector = config.connector(task.connector)
+    except (KeyError, ValueError):  # an unknown task, or a configuration that no longer parses
+        return record
+    await notify_failure(services, task, connector, record, "failed", record.error)
     return record

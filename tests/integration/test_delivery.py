@@ -566,3 +566,19 @@ async def test_a_load_the_receiver_took_but_the_cache_did_not_record_is_not_sent
     keys = [key for key, _ in receiver.attempts]
     assert len(keys) == len(set(keys)) == 4  # three batches and the lost run's failure record, each once
     assert (await delivery_store(services).get("people")).delivered.run_id == second.run_id
+
+
+async def test_a_run_the_queue_gave_up_on_delivers_its_failure_record(graph, services, receiver):
+    from shared.extract.poison import record_poisoned
+
+    await services.config_store.save(delivery_config(graph.info, receiver.url))
+    request = RunRequest(task="people", trigger="timer")
+    record = await record_poisoned(services, request.model_dump_json().encode(), 5)
+    assert record.status == "failed" and record.error == "gave up after 5 attempts"
+    [failure] = failure_records(receiver)
+    assert failure == {
+        "op": "failure",
+        "stream": "failure",
+        "id": f"people/{record.run_id}",
+        "attributes": {"error": f"people run {record.run_id} failed: gave up after 5 attempts"},
+    }
