@@ -12,6 +12,7 @@ part spent waiting for Graph.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -79,9 +80,16 @@ def _answer(status: int, model: BaseModel, headers: Mapping[str, str] | None = N
 
 
 class ActivityApi:
-    def __init__(self, services: Services, *, config_ttl_s: float = CONFIG_CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        config_ttl_s: float = CONFIG_CACHE_SECONDS,
+        usage_flush_s: float = FLUSH_SECONDS,
+    ) -> None:
         self.services = services
         self.config_ttl_s = config_ttl_s
+        self.usage_flush_s = usage_flush_s
         self._config: tuple[float, Config] | None = None
         self._config_lock = asyncio.Lock()
         self._tables_ready = False
@@ -89,7 +97,8 @@ class ActivityApi:
         self._usage_table = services.settings.usage_table  # ACTIVITY_USAGE_TABLE
         self._usage: UsageStore | None = None
         self._flushing: asyncio.Task[None] | None = None
-        self._flushed_at = time.monotonic()
+        self._flush_now = asyncio.Event()
+        self._flushed_at = time.monotonic() - usage_flush_s  # the first call's count is written at once
 
     # ------------------------------------------------------------------------------------- stores
     def _ensure_tables(self) -> None:
@@ -112,7 +121,8 @@ class ActivityApi:
 
     async def flush_usage(self) -> None:
         """Write the counted calls now (the tests and an orderly shutdown call it)."""
-        if self._flushing is not None:
+        if self._flushing is not None and not self._flushing.done():
+            self._flush_now.set()
             await asyncio.shield(self._flushing)
         await (await self.usage()).flush()
 
@@ -298,20 +308,27 @@ class ActivityApi:
             log.exception("could not store the outcome for an Idempotency-Key of %s", activity.name)
 
     async def _count(self, task: str | None, activity: str, status: int) -> None:
-        """Count the call in memory; write the counts in the background every ``FLUSH_SECONDS``."""
+        """Count the call in memory; a background task writes the counts at most every ``usage_flush_s``,
+        and always within ``usage_flush_s`` of the call, whether or not more calls come."""
         if not task:
             return
         store = await self.usage()
         store.note(task, activity, status)
-        now = time.monotonic()
-        if (self._flushing is None or self._flushing.done()) and now - self._flushed_at >= FLUSH_SECONDS:
-            self._flushed_at = now
+        if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush_in_background(store))
 
-    @staticmethod
-    async def _flush_in_background(store: UsageStore) -> None:
+    async def _flush_in_background(self, store: UsageStore) -> None:
+        """Write what is counted, ``usage_flush_s`` after the previous write at the earliest, until nothing is
+        left (calls counted during a write are written by the next round)."""
         try:
-            await store.flush()
+            while store.pending:
+                wait = self._flushed_at + self.usage_flush_s - time.monotonic()
+                if wait > 0 and not self._flush_now.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._flush_now.wait(), timeout=wait)
+                self._flush_now.clear()
+                self._flushed_at = time.monotonic()
+                await store.flush()
         except Exception:
             log.exception("could not write the activities' usage counters")
 

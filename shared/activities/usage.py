@@ -3,10 +3,11 @@
 admin views.
 
 Calls are counted in memory and written in the background at most every ``FLUSH_SECONDS`` (one table update
-per task and activity per flush, whatever the call rate), so counting costs a call nothing and concurrent
-callers do not contend for one row. Each update merges into the stored row with optimistic concurrency
-(ETag), so several instances count correctly together. A process that stops loses at most its last
-``FLUSH_SECONDS`` of counts.
+per task and activity per flush, whatever the call rate), and within ``FLUSH_SECONDS`` of a call even when
+no other call follows; so counting costs a call nothing and concurrent callers do not contend for one row.
+Each update merges into the stored row with optimistic concurrency (ETag), so several instances count
+correctly together. Counts a write fails to store are kept for the next one. A process that stops loses at
+most its last ``FLUSH_SECONDS`` of counts.
 """
 
 from __future__ import annotations
@@ -60,11 +61,32 @@ class UsageStore:
         self.note(task, activity, http_status, at)
         await self.flush()
 
+    @property
+    def pending(self) -> bool:
+        """Whether counts wait to be written."""
+        return bool(self._pending)
+
     async def flush(self) -> None:
         async with self._lock:
             pending, self._pending = self._pending, {}
-            for usage in pending.values():
-                await asyncio.to_thread(self._merge, usage)
+            for key, usage in list(pending.items()):
+                try:
+                    await asyncio.to_thread(self._merge, usage)
+                except BaseException:
+                    for unwritten in pending.values():  # kept for the next flush, with calls counted since
+                        self._readd(unwritten)
+                    raise
+                del pending[key]
+
+    def _readd(self, usage: Usage) -> None:
+        kept = self._pending.setdefault((usage.task, usage.activity), Usage(usage.task, usage.activity))
+        kept.calls += usage.calls
+        kept.completed += usage.completed
+        kept.exceptions += usage.exceptions
+        if usage.last_call_at is not None and (
+            kept.last_call_at is None or usage.last_call_at > kept.last_call_at
+        ):
+            kept.last_call_at, kept.last_status = usage.last_call_at, usage.last_status
 
     def _merge(self, usage: Usage) -> None:
         for _ in range(20):

@@ -3,11 +3,13 @@ Function App's index of the activity functions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from shared.activities.api import ActivityApi, activity_api
 from shared.activities.catalog import ACTIVITIES
@@ -18,8 +20,8 @@ from shared.activities.idempotency import (
     Reservation,
     StoredAnswer,
 )
-from shared.activities.openapi import OPENAPI_PATH, render
 from shared.activities.usage import UsageStore
+from shared.openapi import OPENAPI_PATH, render
 from shared.settings import Settings, SettingsError
 from tests.activities.test_users import find_user, new_user_values
 
@@ -132,6 +134,35 @@ async def test_usage_is_counted_per_event_task_and_activity(call, services, cont
     read = usage[("people", "users.read")]
     assert (read.calls, read.completed, read.exceptions, read.last_status) == (4, 3, 1, 404)
     assert read.last_call_at is not None
+
+
+async def test_counts_are_written_soon_without_a_later_call(services, stored, control):
+    # A burst, then silence: the counts are written within the flush interval anyway (an idle instance may
+    # be stopped, and the admin views read the table).
+    api = ActivityApi(services, usage_flush_s=0.5)
+    body = json.dumps({"task": "people", "user": control.objects("users")[0]["id"]}).encode()
+    for _ in range(3):
+        assert (await api.handle("users.read", body, {})).status == 200
+    table = services.storage.tables.get_table_client(api._usage_table)
+    for _ in range(50):
+        rows = {row["RowKey"]: row for row in table.query_entities("PartitionKey eq 'people'")}
+        if rows.get("users.read", {}).get("calls") == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert rows["users.read"]["calls"] == 3
+
+
+async def test_counts_a_write_fails_to_store_are_kept_for_the_next(api):
+    store = await api.usage()
+    missing = UsageStore(api.services.storage.tables.get_table_client("nosuchtable"))
+    missing.note("t2", "users.read", 200)
+    with pytest.raises(HttpResponseError):  # the table does not exist
+        await missing.flush()
+    missing.table = store.table
+    missing.note("t2", "users.read", 404)
+    await missing.flush()
+    [usage] = await store.list("t2")
+    assert (usage.calls, usage.completed, usage.exceptions, usage.last_status) == (2, 1, 1, 404)
 
 
 async def test_concurrent_instances_are_all_counted(api):
