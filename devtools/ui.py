@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ from devtools.azurite import Azurite
 from devtools.demo import TASK, demo_config
 from localgraph.generate import TenantShape
 from localgraph.server import LocalGraph
+from shared import logs
 from shared.activities.api import ActivityApi
 from shared.admin.app import build_app
 from shared.config import parse_config
@@ -72,6 +74,9 @@ class UiEnvironment:
 @contextlib.contextmanager
 def ui_environment(users: int = 300) -> Iterator[UiEnvironment]:
     """Azurite and the local Graph, with the demo configuration stored and a few runs in the history."""
+    logging.getLogger("shared").setLevel(
+        logging.INFO
+    )  # the runs keep their INFO lines (shared/storage/runlogs.py)
     with Azurite() as azurite, LocalGraph(TenantShape(users=users, seed=42)) as graph:
         info = graph.info
         assert info is not None  # set once the server listens
@@ -138,6 +143,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=300)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # stop Azurite and the local Graph on SIGTERM too
+    logs.install(logging.WARNING)  # the terminal shows warnings; each run keeps its own INFO lines
     print(f"Starting Azurite, the local Graph ({args.users} users) and the demo configuration...", flush=True)
     with ui_environment(args.users) as env, serving(env, args.port) as url:
         print(f"\nThe management page (development mode: no sign-in): {url}\nCtrl+C stops.", flush=True)

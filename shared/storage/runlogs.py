@@ -72,8 +72,10 @@ class RunLog(logging.Handler):
 
     async def save(self, container: ContainerClient, prefix: str) -> None:
         """Append this attempt's lines to the run's log blob (never fails the run: a failure is logged)."""
-        header = f"--- attempt ended {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC ---\n"
-        data = (header + self.text()).encode()[: 4 * 1024 * 1024 - 1]  # one append block holds at most 4 MiB
+        footer = f"--- attempt ended {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC ---\n"
+        data = (
+            self.text().encode()[: 4 * 1024 * 1024 - 1 - len(footer)] + footer.encode()
+        )  # a block: 4 MiB at most
 
         def append() -> None:
             blob = container.get_blob_client(log_name(prefix))
