@@ -58,4 +58,4 @@ schema: setup
 	$(PY) -m shared.config --write-schema
 
 openapi: setup
-	$(PY) -m shared.activities.openapi --write
+	$(PY) -m shared.openapi --write

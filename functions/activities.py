@@ -12,7 +12,7 @@ import azure.functions as func
 from functions.runtime import services
 from shared.activities.api import HttpAnswer, activity_api
 from shared.activities.catalog import ACTIVITIES, OPENAPI_ROUTE, RUN_STATUS_ROUTE, Activity
-from shared.activities.openapi import openapi_json
+from shared.openapi import openapi_json
 
 bp = func.Blueprint()
 

@@ -1,5 +1,6 @@
 """The activities API's request and response bodies. The OpenAPI document (``schema/openapi.json``) is
-generated from these models (:mod:`shared.activities.openapi`), so the code and the document cannot drift.
+generated from these models (:mod:`shared.activities.openapi`, assembled by :mod:`shared.openapi`), so the
+code and the document cannot drift.
 
 Every successful answer carries ``status: "Completed"``, the result values by local attribute code, and
 ``exception: null``. Every failure is an RFC 9457 problem (:class:`Problem`): there ``status`` is the HTTP

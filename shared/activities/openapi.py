@@ -1,28 +1,17 @@
-"""The OpenAPI 3.1 document of the activities API, generated from the request and response models and the
-activity catalog. Served by ``GET /api/v1/activities/openapi.json`` and committed as ``schema/openapi.json``
-(a test fails when the committed file is stale).
-
-``python -m shared.activities.openapi --write`` (or ``make openapi``) regenerates the file;
-``--check`` exits 1 when it is stale.
+"""The activities API's part of the app's OpenAPI 3.1 document, generated from the request and response models
+and the activity catalog. The document itself (this part and the admin API's) is assembled by
+:mod:`shared.openapi`, which serves it and writes ``schema/openapi.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from collections.abc import Sequence
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
 from shared.activities.catalog import ACTIVITIES, OPENAPI_ROUTE, RUN_STATUS_ROUTE
 from shared.activities.contract import Problem, RunStatusResponse
-from shared.admin.openapi import admin_openapi
 
-OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schema" / "openapi.json"
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
 ERROR_STATUSES = {
@@ -57,7 +46,8 @@ def _tag(name: str) -> str:
     return name.split(".")[0]
 
 
-def build() -> dict[str, Any]:
+def activities_openapi() -> dict[str, Any]:
+    """The document of the activities API alone (:func:`shared.openapi.build` adds the admin API's part)."""
     models: list[tuple[Any, Any]] = []
     for activity in ACTIVITIES:
         models.append((activity.request, "validation"))
@@ -144,9 +134,6 @@ def build() -> dict[str, Any]:
             },
         }
     }
-    admin_paths, admin_schemas = admin_openapi()  # the admin API (tag "admin"), same document
-    paths.update(admin_paths)
-    schemas = dict(sorted({**schemas, **admin_schemas}.items()))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -164,34 +151,3 @@ def build() -> dict[str, Any]:
         },
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
     }
-
-
-def render() -> str:
-    return json.dumps(build(), indent=2, sort_keys=False) + "\n"
-
-
-@cache
-def openapi_json() -> bytes:
-    return render().encode()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.activities.openapi", description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true", help=f"write {OPENAPI_PATH.name}")
-    group.add_argument("--check", action="store_true", help="exit 1 if the committed document is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        OPENAPI_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {OPENAPI_PATH}")
-        return 0
-    current = OPENAPI_PATH.read_text(encoding="utf-8") if OPENAPI_PATH.exists() else ""
-    if current != text:
-        print(f"{OPENAPI_PATH} is stale: run make openapi", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

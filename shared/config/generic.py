@@ -193,6 +193,12 @@ class GenericSelection(ObjectSelection):
         description="Seconds the watermark is set back, for clock skew and late writes.",
     )
 
+    @property
+    def stream_name(self) -> str:
+        """The name of the selection's stream (its output file, delta link and delivery): the collection's last
+        segment (``managedDevices`` for ``deviceManagement/managedDevices``)."""
+        return self.collection.rsplit("/", 1)[-1]
+
     @field_validator("sub_queries")
     @classmethod
     def _sub_queries_hold(cls, sub_queries: list[SubQuery]) -> list[SubQuery]:

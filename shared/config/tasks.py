@@ -99,6 +99,18 @@ class ScheduledTask(ConfigModel):
         gets its name as id when first stored), so a rename keeps them. The runner keys by name today."""
         return self.id or self.name
 
+    def stream_selections(self) -> dict[str, UserSelection | GroupSelection | GenericSelection]:
+        """The task's selections by the name of the stream each is read as (``users``, ``groups``, or a generic
+        selection's :attr:`~GenericSelection.stream_name`), in the order the runner reads them."""
+        selections: dict[str, UserSelection | GroupSelection | GenericSelection] = {}
+        if self.generic is not None:
+            selections[self.generic.stream_name] = self.generic
+        if self.users is not None:
+            selections["users"] = self.users
+        if self.groups is not None:
+            selections["groups"] = self.groups
+        return selections
+
     @property
     def reads_users(self) -> bool:
         return "users" in READS[self.mappings_type]

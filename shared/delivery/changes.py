@@ -30,9 +30,9 @@ from azure.storage.blob import ContainerClient
 from shared.config.delivery import DeletionMarking
 from shared.delivery import digests
 from shared.delivery.digests import MARKED, DigestBuilder, DigestTable, id_hash, line_digest
-from shared.extract.view import line_id
 from shared.storage.blobs import StagedJsonl, encode_line, read_lines
 from shared.storage.delivery import DeliveredView
+from shared.storage.views import line_id
 
 Reasons = Callable[[list[str], "StreamOutput"], Awaitable[dict[str, str]]]  # ids of a stream -> reasons
 

@@ -36,7 +36,6 @@ from shared.delivery.changes import ChangeSet, StreamOutput, compute
 from shared.delivery.housekeeping import prune_runs
 from shared.delivery.load import Receiver
 from shared.delivery.removals import reasons_for
-from shared.extract.streams import task_streams
 from shared.graph.client import GraphClient
 from shared.retry import RetryPolicy
 from shared.runs import PhaseReport, RunRecord
@@ -68,7 +67,7 @@ def streams_of(
     """The delivery view of a committed run's streams: its view files and their selections (by default the
     task's streams' selections: a generic stream is named after its collection, not ``generic``)."""
     if selections is None:
-        selections = {stream.name: stream.selection for stream in task_streams(task)}
+        selections = task.stream_selections()
     outputs = []
     for name, view_file in files.items():
         selection = selections.get(name)

@@ -14,11 +14,10 @@ from datetime import UTC, datetime
 
 from azure.storage.blob import ContainerClient
 
-from shared.extract import view
 from shared.extract.checkpointing import Checkpoints
 from shared.extract.streams import Stream
 from shared.runs import Manifest, ManifestFile, RunCounts, RunRecord, TaskState, View
-from shared.storage import blobs
+from shared.storage import blobs, views
 from shared.storage.tables import StateStore
 
 log = logging.getLogger(__name__)
@@ -54,8 +53,8 @@ async def commit(
             # counted its changes while it merged.)
             before = None
             if previous.view is not None and name in previous.view.files:
-                before = await view.digests(extracts, previous.view.files[name])
-            records, changed, removed = await view.compare(extracts, output.writer.name, before)
+                before = await views.digests(extracts, previous.view.files[name])
+            records, changed, removed = await views.compare(extracts, output.writer.name, before)
             output.counts.written, output.counts.changed, output.counts.removed = records, changed, removed
     record.counts = {o.stream.name: o.counts for o in outputs}
     record.files = files

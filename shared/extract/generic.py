@@ -32,9 +32,9 @@ from shared.extract.incremental import DeltaRound
 from shared.extract.relations import RelationFactory
 from shared.extract.streams import Stream, StreamSpec
 from shared.extract.subqueries import sub_queries_factory
-from shared.extract.view import line_id
 from shared.graph.client import GraphClient
 from shared.storage.blobs import read_lines
+from shared.storage.views import line_id
 
 WATERMARK = "watermark:"
 
@@ -45,7 +45,7 @@ def generic_spec(selection: GenericSelection) -> StreamSpec:
     if selection.sub_queries:
         relations[SUB_QUERIES] = sub_queries_factory(selection)
     return StreamSpec(
-        name=selection.collection.rsplit("/", 1)[-1],
+        name=selection.stream_name,
         collection=selection.collection,
         key=selection.key,
         delta=selection.delta_offered,

@@ -25,11 +25,12 @@ from shared.extract.mapping import Mapper
 from shared.extract.relations import Relation, Values
 from shared.extract.scoping import Scope, Scoping
 from shared.extract.streams import Stream
-from shared.extract.view import line_id, parse_packed
+from shared.extract.view import parse_packed
 from shared.graph.client import GraphClient
 from shared.graph.errors import BadRequest, DeltaTokenExpired, NotFound
 from shared.runs import RunCounts
 from shared.storage.blobs import StagedJsonl, encode_line, read_lines
+from shared.storage.views import line_id
 
 
 @dataclass

@@ -24,8 +24,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
 import functions.activities
-from shared.activities.openapi import build
 from shared.config import parse_config
+from shared.openapi import build
 from tests.activities.conftest import activity_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))

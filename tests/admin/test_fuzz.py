@@ -16,8 +16,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 from schemathesis.core import NotSet
 
-from shared.activities.openapi import build
 from shared.admin.app import build_app
+from shared.openapi import build
 from tests.support import task_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
