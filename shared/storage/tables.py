@@ -219,7 +219,7 @@ class HistoryStore:
                 entities = self.table.list_entities()
             else:
                 entities = self.table.query_entities("PartitionKey eq @task", parameters={"task": task})
-            records = []
+            records: list[RunRecord] = []
             last_second = None
             for entity in entities:
                 # Rows come newest second first, but runs of one second by their ids' random part: at the
