@@ -272,6 +272,14 @@ HOSTILE_URLS = [
     "javascript:alert(1)",
     "https://{host}:444/v1.0/users",
     "https://{hostname}:0{port}/v1.0/users",  # the right port, spelled otherwise
+    # The local Graph's own address (127.0.0.1) and port, in other spellings: never equal to the host.
+    "https://[::ffff:127.0.0.1]:{port}/v1.0/users",
+    "https://2130706433:{port}/v1.0/users",
+    "https://0x7f.0.0.1:{port}/v1.0/users",
+    "https://127.0.0.1.:{port}/v1.0/users",
+    "https://127\u30020\u30020\u30021:{port}/v1.0/users",  # ideographic full stops (IDNA maps them to '.')
+    "https://{host}%2F@evil.example/v1.0/users",
+    "https://{host}/v1.0/users/%2e%2e%2fme",
     "ftp://{host}/v1.0/users",
 ]
 
