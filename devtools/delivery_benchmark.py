@@ -23,7 +23,9 @@ import json
 import resource
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,34 @@ API_KEY = "delivery-benchmark-key"
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _current_rss_mb() -> float:
+    """The process's resident set now (Linux /proc; the peak above hides anything below the read's peak)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class _RssSampler:
+    """The highest current RSS while a phase runs, sampled every 20 ms from a thread."""
+
+    def __init__(self) -> None:
+        self.start_mb = self.max_mb = _current_rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.max_mb = max(self.max_mb, _current_rss_mb())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.max_mb = max(self.max_mb, _current_rss_mb())
 
 
 def _start(command: list[str]) -> tuple[subprocess.Popen, dict[str, Any]]:
@@ -131,7 +161,17 @@ async def _benchmark(args: argparse.Namespace) -> dict[str, Any]:
             async def timed(*a: Any, **k: Any) -> Any:
                 marks["read_end"] = time.perf_counter()
                 marks["read_rss"] = _rss_mb()
-                return await deliver(*a, **k)
+                sampler = _RssSampler()
+                if args.trace_memory:
+                    tracemalloc.start()
+                try:
+                    return await deliver(*a, **k)
+                finally:
+                    sampler.stop()
+                    marks["delivery_rss_start"], marks["delivery_rss_max"] = sampler.start_mb, sampler.max_mb
+                    if args.trace_memory:
+                        marks["delivery_traced_mb"] = tracemalloc.get_traced_memory()[1] / 1e6
+                        tracemalloc.stop()
 
             runner.after_commit = timed  # type: ignore[assignment]
             results = {}
@@ -162,6 +202,9 @@ async def _benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         "received_mb": (after["bytes_received"] - before["bytes_received"]) / 1e6,
                         "read_peak_rss_mb": marks["read_rss"],
                         "peak_rss_mb": _rss_mb(),
+                        "delivery_rss_start_mb": marks["delivery_rss_start"],
+                        "delivery_rss_max_mb": marks["delivery_rss_max"],
+                        "delivery_traced_peak_mb": marks.get("delivery_traced_mb"),
                     }
             return {
                 "users": args.users,
@@ -201,6 +244,15 @@ def _report(result: dict[str, Any]) -> None:
             f"    peak RSS               {run['peak_rss_mb']:>10.0f} MB   (at the end of the read "
             f"{run['read_peak_rss_mb']:.0f} MB)"
         )
+        print(
+            f"    RSS during delivery    {run['delivery_rss_max_mb']:>10.0f} MB at most   (at its start "
+            f"{run['delivery_rss_start_mb']:.0f} MB; sampled every 20 ms)"
+        )
+        if run["delivery_traced_peak_mb"] is not None:
+            print(
+                f"    delivery's allocations {run['delivery_traced_peak_mb']:>10.1f} MB at most   "
+                "(tracemalloc: Python memory allocated by the delivery and held at once; slows it)"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memberships", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="also trace the delivery's Python allocations (tracemalloc; its wall time is then slower)",
+    )
     args = parser.parse_args(argv)
     result = asyncio.run(_benchmark(args))
     _report(result)

@@ -10,7 +10,6 @@ Ids are hashed to 64 bits: among a million ids the chance that two share a hash 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import struct
 import sys
@@ -19,6 +18,8 @@ from bisect import bisect_left
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
+
+from shared.storage import threads
 
 MAGIC = b"EGCDIG1\n"
 MARKED = 0  # the digest of an object delivered as removed (a real digest of 0 is stored as 1)
@@ -51,7 +52,7 @@ class DigestTable:
 
     def live(self) -> int:
         """Records delivered and not marked."""
-        return len(self.digests) - self.digests.tolist().count(MARKED)
+        return len(self.digests) - self.digests.count(MARKED)
 
     def to_bytes(self) -> bytes:
         hashes, digests = self.hashes, self.digests
@@ -97,7 +98,7 @@ class DigestBuilder:
 
 async def save(container: ContainerClient, name: str, table: DigestTable) -> None:
     data = table.to_bytes()
-    await asyncio.to_thread(
+    await threads.call(
         container.get_blob_client(name).upload_blob, data, overwrite=True, content_settings=_BINARY
     )
 
@@ -109,5 +110,5 @@ async def load(container: ContainerClient, name: str) -> DigestTable | None:
         except ResourceNotFoundError:
             return None
 
-    data = await asyncio.to_thread(read)
+    data = await threads.call(read)
     return None if data is None else DigestTable.from_bytes(data)
