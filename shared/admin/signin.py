@@ -4,8 +4,8 @@ platform's sign-in component needs for the tenant and its cloud.
 The user is read with ``GET /users/{id or UPN}?$select=...`` (the properties the task's filter tests); the
 filter is evaluated with the same OData evaluator the connector uses for delta results; group conditions use
 ``GET /users/{id}/transitiveMemberOf/microsoft.graph.group?$select=id`` (nested groups included), see
-https://learn.microsoft.com/graph/api/user-list-transitivememberof and docs/graph-behaviour.md section 2.
-Endpoints of the identity platform per cloud:
+https://learn.microsoft.com/graph/api/user-list-transitivememberof and docs/graph-behaviour.md section 1 ($select);
+hosts per cloud: docs/graph-behaviour.md section 9. Endpoints of the identity platform:
 https://learn.microsoft.com/entra/identity-platform/v2-protocols-oidc (issuer, metadata document) and
 https://learn.microsoft.com/entra/identity-platform/federation-metadata (SAML federation metadata).
 """

@@ -21,7 +21,7 @@ SignInProtocol = Literal["saml2", "openid_connect"]
 REALM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 Realm = Annotated[str, StringConstraints(pattern=REALM_PATTERN)]
 # Properties a user filter may test: what GET /users/{id} returns with $select (docs/graph-behaviour.md
-# section 2); navigation properties (memberOf, manager) are not selectable there, so they are refused.
+# section 1); navigation properties (memberOf, manager) are not selectable there, so they are refused.
 _NOT_FILTERABLE = frozenset({"memberOf", "transitiveMemberOf", "manager", "directReports", "members"})
 
 
