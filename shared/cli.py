@@ -165,12 +165,11 @@ async def _enqueue(args: argparse.Namespace, environ: dict[str, str]) -> int:
 
 
 async def _clear_cache(args: argparse.Namespace, environ: dict[str, str]) -> int:
-    from shared.delivery import cache
-    from shared.delivery.release import delivery_store
+    from shared.delivery.release import clear_cache
 
     services = _services(environ)
-    (await services.config_store.load()).task(args.task)  # an unknown task is an error
-    await cache.clear(delivery_store(services), args.task)
+    task = (await services.config_store.load()).task(args.task)  # an unknown task is an error
+    await clear_cache(services, task)  # keyed by the task's stable id, like its runs
     print(f"cache of {args.task} cleared: its next run delivers every record once (delta links kept)")
     return 0
 

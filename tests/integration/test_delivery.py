@@ -63,6 +63,7 @@ def delivery_config(
     endpoint: dict[str, Any] | None = None,
     enabled: bool = True,
     keep_runs: int = 10,
+    task_id: str | None = None,
 ):
     delivery: dict[str, Any] = {
         "deletion_guard": guard or {},
@@ -90,6 +91,8 @@ def delivery_config(
         },
         "delivery": delivery,
     }
+    if task_id is not None:
+        task["id"] = task_id
     return parse_config({"connectors": [connector_for(info)], "tasks": [task]})
 
 

@@ -99,3 +99,14 @@ async def test_the_history_lists_runs_of_one_second_by_their_start(services):
     for limit in (1, 2, 3):
         assert [r.run_id for r in await services.history.list("people", limit=limit)] == newest_first[:limit]
     assert [r.run_id for r in await services.history.list("people", limit=4)][-1] == "20261130T095959Z-aaaaaa"
+
+
+def test_clear_cache_reaches_a_task_keyed_by_its_id(graph, control, services, cli_env, capsys):
+    config = delivery_config(graph.info, None, task_id="people-7f3a")  # a stored task's stable id
+    asyncio.run(services.config_store.save(config))
+    assert main(["run", "people"]) == 0 and main(["run", "people"]) == 0
+    assert main(["clear-cache", "people"]) == 0
+    capsys.readouterr()
+    assert main(["run", "people"]) == 0
+    everything = asyncio.run(services.history.get("people-7f3a", last_run(capsys.readouterr().out)))
+    assert everything.load.counts["upserts"] == len(control.objects("users"))
