@@ -15,7 +15,6 @@ https://learn.microsoft.com/azure/storage/tables/table-storage-design-patterns (
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.admin.errors import Conflict, NotFound, PreconditionFailed
+from shared.storage import threads
 
 Kind = Literal["connector", "task"]
 KINDS: tuple[Kind, ...] = ("connector", "task")
@@ -94,7 +94,7 @@ class DefinitionStore:
                 key=lambda d: (d.kind, d.name.lower()),
             )
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def get(self, kind: Kind, id: str) -> Definition:
         def run() -> Definition:
@@ -103,7 +103,7 @@ class DefinitionStore:
             except ResourceNotFoundError:
                 raise NotFound(f"no {kind} with id {id!r}") from None
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     # ------------------------------------------------------------------------------------ name claims
     def _claim(self, kind: Kind, name: str, id: str) -> None:
@@ -161,7 +161,7 @@ class DefinitionStore:
                 raise Conflict(f"a {kind} with id {data['id']!r} already exists") from None
             return Definition(kind, data["id"], data, metadata["etag"])
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def replace(
         self, kind: Kind, data: dict[str, Any], etag: str, *, old_name: str | None = None
@@ -195,7 +195,7 @@ class DefinitionStore:
                 self._release(kind, old_name, data["id"])
             return Definition(kind, data["id"], data, metadata["etag"])
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def delete(self, definition: Definition, etag: str) -> None:
         def run() -> None:
@@ -210,4 +210,4 @@ class DefinitionStore:
                 ) from None
             self._release(definition.kind, definition.name, definition.id)
 
-        await asyncio.to_thread(run)
+        await threads.call(run)
