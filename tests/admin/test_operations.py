@@ -272,3 +272,24 @@ async def test_renaming_a_task_keeps_its_history_state_and_output(client, stored
     record = (await run_task(stored, RunRequest(task="contractors"))).record
     assert record.task == new_id and record.files["users"].startswith(f"{new_id}/runs/{record.run_id}/")
     assert (await client.get(f"/v1/tasks/{new_id}/runs")).json()["value"][0]["run_id"] == record.run_id
+
+
+async def test_stop_during_a_delta_round_keeps_the_delta_links(client, stored):
+    from shared.runs import new_run_id
+    from shared.storage.stops import StopRequests
+
+    task = await _id(client, "people")
+    incremental = {**task["definition"], "mode": "incremental"}
+    assert (
+        await client.put(f"/v1/tasks/{task['id']}", json=incremental, headers={"If-Match": task["etag"]})
+    ).status_code == 200
+    assert (await run_task(stored, RunRequest(task="people"))).record.status == "succeeded"
+    before = await stored.state.get(task["id"])
+    run_id = new_run_id()
+    await StopRequests(stored.state.table).request(task["id"], run_id)  # asked before its first page
+    stopped = (await run_task(stored, RunRequest(task="people", run_id=run_id))).record
+    assert stopped.status == "stopped" and stopped.files == {}
+    after = await stored.state.get(task["id"])
+    assert after.delta_links == before.delta_links and after.view == before.view and after.checkpoint is None
+    assert not await StopRequests(stored.state.table).requested(task["id"], run_id)  # the request is used up
+    assert (await run_task(stored, RunRequest(task="people"))).record.mode == "incremental"
