@@ -2,9 +2,10 @@
 
 Clearing sets ``resend_all`` in the task's delivery state: the next delivery sends every record once, then
 the cache holds what it sent. It keeps the delivered view's ids (so objects that vanish meanwhile are still
-marked), forgets the objects marked before (a comeback after a clear is simply delivered), and never touches
-delta links (they are in the extract's own state row). The daily clear is evaluated by the next run after
-the hour (the state row remembers when the cache was last cleared), so a restart neither clears nor skips.
+marked), keeps the objects marked before as marked (they are not marked again; one that comes back later is
+delivered as restored, with the marking's restored value), and never touches delta links (they are in the
+extract's own state row). The daily clear is evaluated by the next run after the hour (the state row
+remembers when the cache was last cleared), so a restart neither clears nor skips.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Each line of ``changes.jsonl`` is one change (schema/delivery-batch.schema.json,
     {"op":"mark","stream":"users","id":"…","reason":"soft_deleted","attributes":{"status":"Deleted",…}}
 
 An object is marked once: the run's digest table keeps it as ``MARKED`` until it comes back (then it is
-delivered again, unmarked) or the cache is cleared. Streams whose selection has no deletion marking drop
+delivered again, unmarked), across cache clears too (16 bytes per removed object). Streams whose selection has no deletion marking drop
 vanished objects from the cache without a mark. A stream whose target template or folder changed since
 the delivered view sends every record again, like after a cache clear (a target is no read setting: the
 extract keeps reading incrementally).
@@ -184,10 +184,11 @@ async def compute(
             gone_live = [
                 i for i in range(len(old)) if not seen[i] and old.digests[i] != MARKED
             ]  # positions of delivered records not in this view
-            if not resend_all:  # still gone and already marked: stays marked (a clear forgets it)
-                for i in range(len(old)):
-                    if not seen[i] and old.digests[i] == MARKED:
-                        builder.add(old.hashes[i], MARKED)
+            # Still gone and already marked: stays marked, a cache clear included (it is not marked again,
+            # and a comeback days later is still delivered as restored, with the marking's restored value).
+            for i in range(len(old)):
+                if not seen[i] and old.digests[i] == MARKED:
+                    builder.add(old.hashes[i], MARKED)
             if gone_live and stream.marking is not None and delivered is not None:
                 ids = await _ids_at(container, delivered.files[stream.name], old, set(gone_live))
                 found = await reasons(ids, stream)

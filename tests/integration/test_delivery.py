@@ -14,7 +14,7 @@ import pytest
 from devtools.receiver import PlatformReceiver
 from localgraph.generate import TenantShape
 from shared.config import parse_config
-from shared.delivery.release import ApprovalError, approve, delivery_store
+from shared.delivery.release import ApprovalError, approve, clear_cache, delivery_store
 from shared.extract.runner import run_task
 from shared.storage.blobs import read_lines
 from shared.storage.queues import RunRequest
@@ -452,8 +452,6 @@ async def test_a_cache_clear_made_while_a_run_loads_is_kept(graph, control, serv
     import asyncio
     import threading
 
-    from shared.delivery.release import clear_cache
-
     config = delivery_config(graph.info, receiver.url)
     users = {u["id"] for u in control.objects("users")}
     await run(services, config)
@@ -585,3 +583,27 @@ async def test_a_run_the_queue_gave_up_on_delivers_its_failure_record(graph, ser
         "id": f"people/{record.run_id}",
         "attributes": {"error": f"people run {record.run_id} failed: gave up after 5 attempts"},
     }
+
+
+async def test_an_object_restored_after_a_cache_clear_comes_back_unmarked(graph, control, services, receiver):
+    config = delivery_config(graph.info, receiver.url, mode="incremental")
+    await run(services, config)
+    first, second = (u["id"] for u in control.objects("users")[:2])
+    control.delete("users", first)
+    control.delete("users", second)
+    assert (await run(services, config)).load.counts["marks"] == 2
+
+    await clear_cache(services, config.tasks[0])  # the daily clear, or on demand
+    control.restore("users", first)
+    sent = len(receiver.applied)
+    cleared = await run(services, config)
+    everything = delivered(receiver, sent)
+    assert len(everything) == len(control.objects("users"))  # every record once, no mark again
+    [back] = [r for r in everything if r["id"] == first]
+    assert back["restored"] is True and back["attributes"]["status"] == "Active"
+    assert back["attributes"]["removal"] is None and cleared.load.counts["marks"] == 0
+    control.restore("users", second)  # and one restored a day later still is
+    sent = len(receiver.applied)
+    await run(services, config)
+    [later] = delivered(receiver, sent)
+    assert later["id"] == second and later["restored"] is True and later["attributes"]["status"] == "Active"
