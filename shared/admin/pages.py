@@ -221,7 +221,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
     ) -> Response:
         simple, blocks = _form_fields(data if data is not None else definition.data, definition.usage)
         runs = await admin.history(definition.id, limit=20) if definition.usage == "scheduled" else []
-        calls = await admin._usage(definition.name) if definition.usage == "event" else []
+        calls = await admin.activity_usage(definition.name) if definition.usage == "event" else []
         sign_in = None
         if definition.usage == "authentication":
             try:

@@ -274,7 +274,11 @@ class AdminService:
         return await self.create(kind, data)
 
     async def _refuse_if_in_use(self, task: Definition, change: str) -> None:
-        recent = [u for u in await self._usage(task.name) if u["last_call_at"] and _recent(u["last_call_at"])]
+        recent = [
+            u
+            for u in await self.activity_usage(task.name)
+            if u["last_call_at"] and _recent(u["last_call_at"])
+        ]
         if recent:
             last = max(u["last_call_at"] for u in recent)
             calls = sum(u["calls"] for u in recent)
@@ -283,7 +287,7 @@ class AdminService:
                 f"({calls} call(s), last {last}); {change} breaks them: repeat with force to do it anyway"
             )
 
-    async def _usage(self, task: str | None = None) -> list[dict[str, Any]]:
+    async def activity_usage(self, task: str | None = None) -> list[dict[str, Any]]:
         """Per event task and activity: calls and the last call (the activities' own counters)."""
         from shared.activities.api import ActivityApi
 
@@ -383,7 +387,7 @@ class AdminService:
 
     async def overview(self) -> list[ConnectorSummary]:
         definitions = await self.store.all()
-        usage = await self._usage()
+        usage = await self.activity_usage()
         all_tasks = [d for d in definitions if d.kind == "task"]
         # One history query per task, all at once (the table has no "latest run of every task" query).
         found = await asyncio.gather(*(self._task_summary(task, usage) for task in all_tasks))
