@@ -1,4 +1,4 @@
-"""JSON batching: ``POST /v1.0/$batch`` [GRAPH.md section 4, throttling inside a batch: section 5].
+"""JSON batching: ``POST /v1.0/$batch`` [docs/graph-behaviour.md section 4, throttling inside a batch: section 5].
 
 The batch is parsed and validated as a whole first; any problem with its shape is a 400 for the whole
 batch and no step runs. Then every step becomes its own :class:`GraphRequest` served by the server's
@@ -12,7 +12,7 @@ answers 424 ``FailedDependency``, which propagates down a chain. Responses come 
 when ``settings.shuffle_batch_responses`` is on (Graph: "the order may differ"), so clients must
 correlate by id.
 
-Where GRAPH.md is silent, the choices (all in the direction of "if it passes here it passes on Graph"):
+Where docs/graph-behaviour.md is silent, the choices (all in the direction of "if it passes here it passes on Graph"):
 
 - A step with a body but no ``Content-Type`` header, and a POST/PATCH/PUT step without a body, fail the
   whole batch with 400 ``BadRequest`` "Write request id : X does not contain Content-Type header or
@@ -119,7 +119,7 @@ def parse_batch(raw: bytes) -> list[Step]:
     if not isinstance(entries, list) or not entries:
         raise _bad(INVALID_PAYLOAD)
     if len(entries) > MAX_STEPS:
-        # GRAPH.md section 4: code and message observed (3P); the HTTP status is UNCONFIRMED, 400 is the
+        # docs/graph-behaviour.md section 4: code and message observed (3P); the HTTP status is UNCONFIRMED, 400 is the
         # plausible choice (it is a malformed batch, and Graph answers 400 for every other batch problem).
         message = f"Number of batch request steps exceeds the maximum value of {MAX_STEPS}."
         raise _bad(message, code="MaximumValueExceeded")
@@ -131,7 +131,7 @@ def parse_batch(raw: bytes) -> list[Step]:
         step_id = entry.get("id")
         if not isinstance(step_id, str) or not step_id:
             raise _bad("Every request in a batch must have an id of type string.")
-        if step_id.lower() in seen:  # ids are not case-sensitive [GRAPH.md 4]
+        if step_id.lower() in seen:  # ids are not case-sensitive [docs/graph-behaviour.md section 4]
             raise _bad(f"Request Id {step_id} has to be unique in a batch.")
         method = entry.get("method")
         if not isinstance(method, str) or not method:

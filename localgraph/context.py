@@ -44,7 +44,7 @@ class GraphSettings:
     intune_retry_after: bool = True  # False: Intune's 429s come without Retry-After, as reported
     enforce_budgets: bool = True  # resource-unit and write budgets per app+tenant
     # Resource units per window for the app+tenant pair; 0: Graph's budget for the tenant's size
-    # (3,500 / 5,000 / 8,000 RU per 10 s for under 50 / 50-500 / over 500 users) [GRAPH.md section 5].
+    # (3,500 / 5,000 / 8,000 RU per 10 s for under 50 / 50-500 / over 500 users) [docs/graph-behaviour.md section 5].
     resource_unit_budget: int = 0
     resource_unit_window_s: float = 10.0
     throttle_retry_after: bool = True  # False: 429s come without a Retry-After header
@@ -52,11 +52,11 @@ class GraphSettings:
     premium_licence: bool = True  # signInActivity needs Entra ID P1/P2
     page_token_max_age_s: int = 3600
     # Objects examined per page of a filtered list: a selective filter gives short or empty pages that
-    # still carry a nextLink, as Graph's do [GRAPH.md section 1].
+    # still carry a nextLink, as Graph's do [docs/graph-behaviour.md section 1].
     filter_scan_per_page: int = 20_000
     # The replication window: for this long after an object is created through Graph, a GET of it by id
     # answers 404 and adding members to it (or it as a member) answers 400, as from a replica the create has
-    # not reached yet (localgraph.admission) [GRAPH.md rule 8; docs/graph-behaviour.md section 11].
+    # not reached yet (localgraph.admission) [docs/graph-behaviour.md rule 8; docs/graph-behaviour.md section 11].
     # 0: reads and links see writes at once.
     replication_delay_ms: float = 0.0
 
@@ -251,7 +251,7 @@ class ServerContext:
 
 
 def expired_page_token() -> GraphError:
-    """Graph's answer to a page token it cannot use (expired, tampered, from another query) [GRAPH.md 1]."""
+    """Graph's answer to a page token it cannot use (expired, tampered, from another query) [docs/graph-behaviour.md section 1]."""
     return GraphError(
         400,
         "Directory_ExpiredPageToken",

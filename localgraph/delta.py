@@ -1,5 +1,5 @@
 """Delta queries: ``GET /users/delta``, ``/groups/delta`` (and devices, applications, servicePrincipals,
-contacts by the same mechanism) [GRAPH.md section 3].
+contacts by the same mechanism) [docs/graph-behaviour.md section 3].
 
 A round starts without a token (initial sync: every live object) or with a deltaLink's ``$deltatoken``
 (the changes since that token). The round's pages are chained by ``@odata.nextLink`` (``$skiptoken``)
@@ -47,10 +47,10 @@ from shared import odata
 
 router = Router()
 
-MAX_FILTER_IDS = 50  # "Limit of 50 filtered objects" [GRAPH.md section 3]
+MAX_FILTER_IDS = 50  # "Limit of 50 filtered objects" [docs/graph-behaviour.md section 3]
 # Options that define the query: they travel inside the tokens and must not be repeated with one.
 QUERY_OPTIONS = ("$select", "$filter", "$expand")
-# Accepted and ignored: delta's page size is the server's [GRAPH.md section 3, "$top ... not supported"].
+# Accepted and ignored: delta's page size is the server's [docs/graph-behaviour.md section 3, "$top ... not supported"].
 IGNORED_OPTIONS = ("$top",)
 _ACCEPTED_OPTIONS = frozenset({*QUERY_OPTIONS, *IGNORED_OPTIONS, "$skiptoken", "$deltatoken"})
 DIRECTORY_OBJECT_TYPE = "#microsoft.graph.directoryObject"
@@ -63,7 +63,7 @@ _LIFECYCLE_OPS = frozenset({"created", "restored", "deleted"})
 
 
 def sync_state_not_found() -> GraphError:
-    """Graph's code for an expired token [GRAPH.md section 3, "Expiry and reset"]. The exact response for a
+    """Graph's code for an expired token [docs/graph-behaviour.md section 3, "Expiry and reset"]. The exact response for a
     garbled directory token is UNCONFIRMED; a 400 with this code is the documented "40X" choice."""
     return GraphError(
         400,
@@ -74,7 +74,7 @@ def sync_state_not_found() -> GraphError:
 
 
 def resync_required(location: str) -> GraphError:
-    """Synchronization reset: 410 Gone and a Location with the initial query [GRAPH.md section 3]."""
+    """Synchronization reset: 410 Gone and a Location with the initial query [docs/graph-behaviour.md section 3]."""
     return GraphError(
         410,
         "resyncRequired",
@@ -106,7 +106,7 @@ class DeltaQuery:
 
     @property
     def tracked_properties(self) -> set[str] | None:
-        """Properties whose change makes an object appear; None: any property [GRAPH.md section 3]."""
+        """Properties whose change makes an object appear; None: any property [docs/graph-behaviour.md section 3]."""
         if self.select is None or "*" in self.select:
             return None
         return set(self.select)
@@ -455,7 +455,7 @@ def _page(ctx: ServerContext, req: GraphRequest, query: DeltaQuery, state: dict[
 
     last_sent = None
     if settings.delta_replays and state.get("pl") and not state.get("pi"):
-        # Graph may send an object again anywhere in a round [GRAPH.md section 3]: repeat the previous page's
+        # Graph may send an object again anywhere in a round [docs/graph-behaviour.md section 3]: repeat the previous page's
         # last object, as it is now, so clients must treat entries as idempotent.
         item, entries = round_.render(state["pl"])
         if item is not None:
@@ -520,7 +520,7 @@ def delta(ctx: ServerContext, req: GraphRequest, collection: str) -> GraphRespon
     if skip_token is not None or (delta_token and not latest):
         repeated = [name for name in QUERY_OPTIONS if name in query_options]
         if repeated:
-            # The token encodes the original query [GRAPH.md section 3]: "Delta queries with both $select
+            # The token encodes the original query [docs/graph-behaviour.md section 3]: "Delta queries with both $select
             # and $skiptoken aren't supported."
             raise bad_request(
                 f"Delta queries with both {repeated[0]} and {token_name} aren't supported. The token encodes "

@@ -1,11 +1,11 @@
 """Application permissions: which app roles (the ``roles`` claim of an app-only token) allow an operation.
 
 Graph answers a caller without a suitable permission with 403 ``Authorization_RequestDenied``,
-"Insufficient privileges to complete the operation." [GRAPH.md section 6]. Each operation lists its least
-privileged application permission and the broader ones that include it [GRAPH.md section 7; Learn's
+"Insufficient privileges to complete the operation." [docs/graph-behaviour.md section 6]. Each operation lists its least
+privileged application permission and the broader ones that include it [docs/graph-behaviour.md section 7; Learn's
 permission tables]. Operations that are not listed here are allowed (so an unlisted route never breaks).
 
-Facts used beyond GRAPH.md (Learn's permission reference): ``Directory.ReadWrite.All`` "does not allow
+Facts used beyond docs/graph-behaviour.md (Learn's permission reference): ``Directory.ReadWrite.All`` "does not allow
 user or group deletion" and cannot reset passwords, so it is absent from those rows; deleting a user also
 accepts ``User.DeleteRestore.All``; creating a group accepts ``Group.Create``.
 
@@ -37,7 +37,7 @@ DIRECTORY_READ: Roles = frozenset({"Directory.Read.All", "Directory.ReadWrite.Al
 USER_READ: Roles = frozenset({"User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All"}) | DIRECTORY_READ
 USER_DELTA: Roles = USER_READ - {
     "User.ReadBasic.All"
-}  # User.ReadBasic.All is not listed for delta [GRAPH.md 3]
+}  # User.ReadBasic.All is not listed for delta [docs/graph-behaviour.md section 3]
 GROUP_READ: Roles = (
     frozenset({"Group.Read.All", "GroupMember.Read.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All"})
     | DIRECTORY_READ
@@ -54,7 +54,7 @@ INTUNE_READ: Roles = frozenset(
 )
 USER_PHOTO_READ: Roles = frozenset({"ProfilePhoto.Read.All", "ProfilePhoto.ReadWrite.All"}) | USER_READ
 GROUP_PHOTO_READ: Roles = frozenset({"ProfilePhoto.Read.All", "ProfilePhoto.ReadWrite.All"}) | GROUP_READ
-SIGN_IN_ACTIVITY: Roles = frozenset({"AuditLog.Read.All"})  # signInActivity needs it [GRAPH.md 8]
+SIGN_IN_ACTIVITY: Roles = frozenset({"AuditLog.Read.All"})  # signInActivity needs it [docs/graph-behaviour.md section 8]
 
 USER_WRITE: Roles = frozenset({"User.ReadWrite.All", "Directory.ReadWrite.All"})
 USER_DELETE: Roles = frozenset({"User.DeleteRestore.All", "User.ReadWrite.All"})
@@ -220,7 +220,7 @@ def require(req: GraphRequest, *role_sets: Roles) -> None:
 
 
 # Operations application permissions can't do at all: "Application: Not supported" for POST /devices;
-# "Group photos are not supported with application permissions" [GRAPH.md section 7]. The 403 for them is
+# "Group photos are not supported with application permissions" [docs/graph-behaviour.md section 7]. The 403 for them is
 # inferred; the exact error is UNCONFIRMED.
 APP_ONLY_REFUSED: frozenset[tuple[str, str]] = frozenset({
     ("POST", "/devices"),
@@ -228,7 +228,7 @@ APP_ONLY_REFUSED: frozenset[tuple[str, str]] = frozenset({
     ("PATCH", "/groups/{id}/photo/$value"),
     ("DELETE", "/groups/{id}/photo/$value"),
 })  # fmt: skip
-# User properties that "can't be set with app permissions" [GRAPH.md section 7]; the error is UNCONFIRMED.
+# User properties that "can't be set with app permissions" [docs/graph-behaviour.md section 7]; the error is UNCONFIRMED.
 SINGLE_USER_ONLY_WRITES: frozenset[tuple[str, str]] = frozenset(
     {("POST", "/users"), ("PATCH", "/users/{id}")}
 )
@@ -254,7 +254,7 @@ def _member_to_delete(ctx: ServerContext, params: dict[str, str]) -> DirObject |
 
 
 # Operations whose permission depends on the object they target: deleting or restoring it needs the
-# permission to delete its kind (none listed for a kind: refused) [GRAPH.md section 7].
+# permission to delete its kind (none listed for a kind: refused) [docs/graph-behaviour.md section 7].
 TARGETED: dict[tuple[str, str], Callable[[ServerContext, dict[str, str]], DirObject | None]] = {
     ("POST", "/directory/deletedItems/{id}/restore"): _deleted_item,
     ("DELETE", "/directory/deletedItems/{id}"): _deleted_item,

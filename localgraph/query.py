@@ -43,7 +43,7 @@ SINGLE_USER_ONLY = frozenset(
 )  # fmt: skip
 
 # $filter support per property: (operators supported by default, operators that need advanced queries).
-# From Graph's "filter-directory-objects" tables [GRAPH.md section 2]. A property not listed cannot be
+# From Graph's "filter-directory-objects" tables [docs/graph-behaviour.md section 2]. A property not listed cannot be
 # filtered at all. "eqNull"/"neNull" are `eq null`/`ne null`.
 _TEXT = ("eq in startsWith", "ne not eqNull neNull")
 _MAIL = ("eq in startsWith ge le", "ne not endsWith eqNull neNull")
@@ -151,7 +151,7 @@ def parse_list_query(
     if "$expand" in query:
         parsed.expand = parse_expand(query["$expand"], kinds)
         if advanced:
-            # GRAPH.md 2: "$expand is not currently supported with advanced queries" (exact error unknown).
+            # docs/graph-behaviour.md section 2: "$expand is not currently supported with advanced queries" (exact error unknown).
             raise unsupported_query("$expand is not supported with advanced queries.")
     if "$search" in query:
         if not req.eventual:
@@ -408,7 +408,7 @@ def project_props(
             value = [] if info.collection else SERVER_DEFAULTS.get((kind, name))
         result[name] = value
     if add_id and "id" not in result and select is not None:
-        result["id"] = object_id  # Graph always returns id for directory objects (UNCONFIRMED, GRAPH.md 1)
+        result["id"] = object_id  # Graph always returns id for directory objects (UNCONFIRMED, docs/graph-behaviour.md section 1)
     return result
 
 

@@ -104,7 +104,7 @@ def _sorted(query: ListQuery, objects: Iterable[DirObject]) -> list[DirObject]:
 
 def _uses_sign_in_activity(ctx: ServerContext, req: GraphRequest) -> bool:
     """Whether a users request selects or filters on signInActivity, which needs an Entra ID P1/P2
-    licence (403 otherwise) and allows pages of 500 at most [GRAPH.md sections 1, 6, 8]."""
+    licence (403 otherwise) and allows pages of 500 at most [docs/graph-behaviour.md sections 1, 6, 8]."""
     if "signInActivity" not in req.query.get("$select", "") + req.query.get("$filter", ""):
         return False
     if not ctx.settings.premium_licence:
@@ -137,7 +137,7 @@ def _top_level_list(ctx: ServerContext, req: GraphRequest, kind: str) -> GraphRe
 def _parse_page_query(req: GraphRequest, kinds: list[str], **options: Any) -> ListQuery:
     """:func:`parse_list_query`, except that a nextLink followed without the advanced-query parameters its
     query needs (the client did not resend ``ConsistencyLevel``) is refused as an expired page token, as
-    observed on Graph [GRAPH.md section 1, 3P]."""
+    observed on Graph [docs/graph-behaviour.md section 1, 3P]."""
     try:
         return parse_list_query(req, kinds, **options)
     except GraphError as error:
@@ -163,7 +163,7 @@ def _direct_reports(ctx: ServerContext, manager_id: str) -> list[DirObject]:
 
 def _lookup(ctx: ServerContext, kind: str, key: str) -> DirObject:
     """``/{collection}/{key}``: users by id or userPrincipalName; other objects by id, where a key that
-    is not a GUID is a malformed identifier (400), not a missing object (404) [GRAPH.md section 6]."""
+    is not a GUID is a malformed identifier (400), not a missing object (404) [docs/graph-behaviour.md section 6]."""
     if kind == "user":
         return ctx.tenant.find_user(key)
     try:

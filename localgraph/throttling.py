@@ -1,6 +1,6 @@
 """Graph's cost model and throttling, plus injectable faults.
 
-Costs follow Graph's identity-and-access service limits [GRAPH.md section 5]: resource units (RU) per
+Costs follow Graph's identity-and-access service limits [docs/graph-behaviour.md section 5]: resource units (RU) per
 request (list users 2, group members 3, transitive members 5, memberOf 2, applications 2, getByIds 5,
 any other GET 1, writes 1; ``$select`` -1, ``$expand`` +1, ``$top`` < 20 -1, never below 1) drawn from a
 token bucket per app+tenant of 3,500 / 5,000 / 8,000 RU per 10 s (tenants under 50 / 50-500 / over 500
@@ -11,7 +11,7 @@ graph/throttling-limits, "Intune devices service limits"]; its 429 may come with
 reported for Intune (``intune_retry_after``). A request that does not fit gets 429 ``TooManyRequests`` with ``Retry-After`` in whole
 seconds (time until the bucket holds enough), and the bucket stays closed until then: a client that
 retries before Retry-After has elapsed is throttled again, one that waits gets through (Dev Proxy's
-RetryAfterPlugin behaves the same way) [GRAPH.md section 5].
+RetryAfterPlugin behaves the same way) [docs/graph-behaviour.md section 5].
 
 Faults (for tests): rules that answer matching requests with 429 (with or without ``Retry-After``) or a
 5xx burst, by count, by period or at random from a seed.

@@ -1,5 +1,5 @@
 """Directory writes: create, update, delete and restore objects, membership and manager links, photos,
-application extension properties, ``getByIds`` [GRAPH.md sections 6, 7 and 8].
+application extension properties, ``getByIds`` [docs/graph-behaviour.md sections 6, 7 and 8].
 
 One module per resource: :mod:`.users`, :mod:`.groups`, :mod:`.memberships` (members and owners ``$ref``),
 :mod:`.manager`, :mod:`.photos`, :mod:`.applications` (applications, extension properties, service
@@ -10,7 +10,7 @@ properties against Graph's metadata), :mod:`.references` (``@odata.id`` / ``@oda
 
 Every change goes through the :class:`~localgraph.tenant.Tenant` mutations, so it is in the change log and
 later reads and delta rounds see it. Handlers validate the way Graph does, with Graph's status codes,
-error codes and (where GRAPH.md quotes them) messages:
+error codes and (where docs/graph-behaviour.md quotes them) messages:
 
 - Property names are checked against the entity type in Graph's metadata (:mod:`localgraph.schema`):
   an unknown name is "Property 'x' does not exist as a declared property or extension property.";
@@ -21,10 +21,10 @@ error codes and (where GRAPH.md quotes them) messages:
   resource 'User'.".
 - Objects synced from on-premises AD (``onPremisesSyncEnabled``) refuse changes to AD-mastered
   properties and memberships with Graph's "Unable to update the specified properties for on-premises
-  mastered Directory Sync objects ..." [GRAPH.md section 8].
-- Writes are not idempotent: a retried create meets ``ObjectConflict`` [GRAPH.md rule 8].
+  mastered Directory Sync objects ..." [docs/graph-behaviour.md section 8].
+- Writes are not idempotent: a retried create meets ``ObjectConflict`` [docs/graph-behaviour.md rule 8].
 
-Choices where GRAPH.md is silent are marked UNCONFIRMED next to the code.
+Choices where docs/graph-behaviour.md is silent are marked UNCONFIRMED next to the code.
 
 Handlers make no admission checks: application permissions and the replication window are checked by
 the server's pipeline before any handler runs, for direct requests and ``$batch`` steps alike

@@ -1,4 +1,4 @@
-"""Applications, their directory extension properties, and service principals [GRAPH.md sections 7, 8]."""
+"""Applications, their directory extension properties, and service principals [docs/graph-behaviour.md sections 7, 8]."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ router = Router()
 
 @router.route("POST", "/applications")
 def create_application(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
-    """Only displayName is required; appId is generated [GRAPH.md section 7]."""
+    """Only displayName is required; appId is generated [docs/graph-behaviour.md section 7]."""
     changes = validate(ctx, req, "application", object_body(req), creating=True)
     require_text(changes, "displayName", "application", max_length=256)
     props: dict[str, Any] = {
@@ -68,7 +68,7 @@ def _app_extensions(ctx: ServerContext, app: DirObject) -> list[dict[str, Any]]:
 @router.route("POST", "/applications/{id}/extensionProperties")
 def create_extension_property(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
     """``{"name","dataType","targetObjects"}`` -> 201 with ``name`` = ``extension_{appId without
-    hyphens}_{name}`` [GRAPH.md section 8]. Validation texts are UNCONFIRMED."""
+    hyphens}_{name}`` [docs/graph-behaviour.md section 8]. Validation texts are UNCONFIRMED."""
     app = lookup(ctx, "application", id)
     body = object_body(req)
     for key in body:
@@ -130,7 +130,7 @@ def delete_extension_property(
 @router.route("POST", "/servicePrincipals")
 def create_service_principal(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
     """``{"appId"}`` of an application in the tenant -> 201. Errors for an unknown appId and for a second
-    principal of the same app are UNCONFIRMED (the latter follows GRAPH.md rule 7, ObjectConflict)."""
+    principal of the same app are UNCONFIRMED (the latter follows docs/graph-behaviour.md rule 7, ObjectConflict)."""
     tenant = ctx.tenant
     changes = validate(ctx, req, "servicePrincipal", object_body(req), creating=True)
     app_id = changes.get("appId")

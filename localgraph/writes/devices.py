@@ -1,4 +1,4 @@
-"""``POST /devices`` (delegated only) [GRAPH.md section 7]."""
+"""``POST /devices`` (delegated only) [docs/graph-behaviour.md section 7]."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ router = Router()
 
 @router.route("POST", "/devices")
 def create_device(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
-    """Delegated only: "Application: Not supported" [GRAPH.md section 7]; the pipeline refuses app-only
+    """Delegated only: "Application: Not supported" [docs/graph-behaviour.md section 7]; the pipeline refuses app-only
     callers (localgraph.permissions.APP_ONLY_REFUSED)."""
     changes = validate(ctx, req, "device", object_body(req), creating=True)
     require_bool(changes, "accountEnabled", "device")

@@ -24,7 +24,7 @@ def _register_delete(collection: str, kind: str) -> None:
 
 
 for _collection, _kind in COLLECTIONS.items():
-    if _kind != "orgContact":  # org contacts are read-only in Graph [GRAPH.md 7]: the router answers 405
+    if _kind != "orgContact":  # org contacts are read-only in Graph [docs/graph-behaviour.md section 7]: the router answers 405
         _register_delete(_collection, _kind)
 
 
@@ -57,7 +57,7 @@ _TYPE_NAMES = {kind.lower(): kind for kind in COLLECTIONS.values()}
 @router.route("POST", "/directoryObjects/getByIds")
 def get_by_ids(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
     """``{"ids": [...], "types": [...]}`` -> 200, a directoryObjects collection with ``@odata.type`` on each
-    item; unknown ids are left out. Costs 5 RU (the pipeline's cost table) [GRAPH.md section 5]."""
+    item; unknown ids are left out. Costs 5 RU (the pipeline's cost table) [docs/graph-behaviour.md section 5]."""
     body = object_body(req)
     ids = body.get("ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):

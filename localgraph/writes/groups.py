@@ -1,4 +1,4 @@
-"""``POST /groups`` and ``PATCH /groups/{id}``, and which groups' memberships Graph writes [GRAPH.md section 7]."""
+"""``POST /groups`` and ``PATCH /groups/{id}``, and which groups' memberships Graph writes [docs/graph-behaviour.md section 7]."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def check_members_writable(group: DirObject) -> None:
     if group_type(group) in ("mailsecurity", "distribution"):
         raise bad_request(EXCHANGE_GROUP)
     if "DynamicMembership" in (group.props.get("groupTypes") or []):
-        # The rule is documented ("Not possible on dynamic groups", GRAPH.md 7); status and text are
+        # The rule is documented ("Not possible on dynamic groups", docs/graph-behaviour.md section 7); status and text are
         # UNCONFIRMED (a Microsoft support blog lists dynamic groups among the 403 causes).
         raise bad_request(
             "Members of a group with dynamic membership are managed by its membership rule and cannot be "
@@ -56,7 +56,7 @@ def check_members_writable(group: DirObject) -> None:
 
 
 def _check_group_shape(changes: dict[str, Any], current: dict[str, Any] | None) -> None:
-    """Kinds of group Graph can write: security groups and Microsoft 365 groups [GRAPH.md section 7]."""
+    """Kinds of group Graph can write: security groups and Microsoft 365 groups [docs/graph-behaviour.md section 7]."""
     merged = {**(current or {}), **changes}
     group_types = merged.get("groupTypes") or []
     if not all(isinstance(t, str) for t in group_types):
@@ -82,7 +82,7 @@ def _check_group_shape(changes: dict[str, Any], current: dict[str, Any] | None) 
 
 @router.route("POST", "/groups")
 def create_group(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
-    """[GRAPH.md section 7] Required: displayName (<= 256), mailEnabled, mailNickname, securityEnabled.
+    """[docs/graph-behaviour.md section 7] Required: displayName (<= 256), mailEnabled, mailNickname, securityEnabled.
     ``members@odata.bind`` / ``owners@odata.bind``: at most 20 links in all; a bad one creates nothing."""
     tenant = ctx.tenant
     body = object_body(req)
@@ -137,7 +137,7 @@ def create_group(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
 
 @router.route("PATCH", "/groups/{id}")
 def update_group(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-    """[GRAPH.md section 7] 204. ``members@odata.bind`` adds up to 20 members; if any of them is bad, no
+    """[docs/graph-behaviour.md section 7] 204. ``members@odata.bind`` adds up to 20 members; if any of them is bad, no
     member is added and no property changes."""
     group = lookup(ctx, "group", id)
     body = object_body(req)

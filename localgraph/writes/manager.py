@@ -1,4 +1,4 @@
-"""A user's manager link (``/users/{id}/manager/$ref``) [GRAPH.md section 7]."""
+"""A user's manager link (``/users/{id}/manager/$ref``) [docs/graph-behaviour.md section 7]."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ router = Router()
 
 @router.route("PUT", "/users/{id}/manager/$ref")
 def set_manager(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-    """``{"@odata.id": ".../users/{managerId}"}`` -> 204 [GRAPH.md section 7]. The manager is a user or an
-    org contact (the navigation's type is directoryObject) [GRAPH.md section 8]."""
+    """``{"@odata.id": ".../users/{managerId}"}`` -> 204 [docs/graph-behaviour.md section 7]. The manager is a user or an
+    org contact (the navigation's type is directoryObject) [docs/graph-behaviour.md section 8]."""
     user = ctx.tenant.find_user(id)
     manager = parse_ref(ctx, req, ref_body(req), "manager", ("user", "orgContact"))
     if synced(user):

@@ -1,4 +1,4 @@
-"""Group members and owners through ``$ref`` links [GRAPH.md sections 6, 7]."""
+"""Group members and owners through ``$ref`` links [docs/graph-behaviour.md sections 6, 7]."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ router = Router()
 
 @router.route("POST", "/groups/{id}/members/$ref")
 def add_member(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-    """204; already a member: 400; the member does not exist: 404 [GRAPH.md sections 6, 7]."""
+    """204; already a member: 400; the member does not exist: 404 [docs/graph-behaviour.md sections 6, 7]."""
     group = lookup(ctx, "group", id)
     member = parse_ref(ctx, req, ref_body(req), "members", MEMBER_KINDS)
     check_members_writable(group)
@@ -26,7 +26,7 @@ def add_member(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
 
 @router.route("DELETE", "/groups/{id}/members/{memberId}/$ref")
 def remove_member(ctx: ServerContext, req: GraphRequest, id: str, memberId: str) -> GraphResponse:
-    """204; not a member: 404 ``Request_ResourceNotFound`` [GRAPH.md section 6]."""
+    """204; not a member: 404 ``Request_ResourceNotFound`` [docs/graph-behaviour.md section 6]."""
     group = lookup(ctx, "group", id)
     if memberId.lower() not in ctx.tenant.members.get(group.id, {}):
         raise not_found(memberId)
@@ -38,7 +38,7 @@ def remove_member(ctx: ServerContext, req: GraphRequest, id: str, memberId: str)
 @router.route("DELETE", "/groups/{id}/members/{memberId}")
 def delete_member_object(ctx: ServerContext, req: GraphRequest, id: str, memberId: str) -> GraphResponse:
     """Without ``/$ref`` Graph deletes the member object itself, if the app may delete it (else 403)
-    [GRAPH.md section 7]."""
+    [docs/graph-behaviour.md section 7]."""
     group = lookup(ctx, "group", id)
     if memberId.lower() not in ctx.tenant.members.get(group.id, {}):
         raise not_found(memberId)

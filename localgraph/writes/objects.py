@@ -32,7 +32,7 @@ def object_body(req: GraphRequest) -> dict[str, Any]:
 
 def lookup(ctx: ServerContext, kind: str, key: str) -> DirObject:
     """Users by id or userPrincipalName; other objects by id (a non-GUID key is a malformed identifier,
-    400, as in the reads) [GRAPH.md section 6]."""
+    400, as in the reads) [docs/graph-behaviour.md section 6]."""
     if kind == "user":
         return ctx.tenant.find_user(key)
     if not GUID.match(key):

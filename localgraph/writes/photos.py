@@ -1,4 +1,4 @@
-"""Profile photos of users and groups [GRAPH.md section 7]."""
+"""Profile photos of users and groups [docs/graph-behaviour.md section 7]."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from localgraph.writes.objects import lookup
 
 router = Router()
 
-MAX_PHOTO_BYTES = 4 * 1024 * 1024  # "limit of 4 MB on the total size of each REST request" [GRAPH.md 7]
+MAX_PHOTO_BYTES = 4 * 1024 * 1024  # "limit of 4 MB on the total size of each REST request" [docs/graph-behaviour.md section 7]
 PHOTO_TYPES = ("image/jpeg", "image/png")
 IMAGE_NOT_FOUND = (
     "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' was thrown."
@@ -47,7 +47,7 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
 def _photo_owner(ctx: ServerContext, collection: str, key: str) -> DirObject:
     if collection == "users":
         return ctx.tenant.find_user(key)
-    # "Group photos are not supported with application permissions" [GRAPH.md 7]: the pipeline refuses
+    # "Group photos are not supported with application permissions" [docs/graph-behaviour.md section 7]: the pipeline refuses
     # app-only writes (localgraph.permissions.APP_ONLY_REFUSED).
     return lookup(ctx, "group", key)
 
@@ -57,7 +57,7 @@ def _image_not_found() -> GraphError:
 
 
 def _put_photo(ctx: ServerContext, req: GraphRequest, collection: str, id: str) -> GraphResponse:
-    """Binary body with ``Content-Type: image/jpeg`` (image/png accepted too) -> 200 [GRAPH.md 7]. Over
+    """Binary body with ``Content-Type: image/jpeg`` (image/png accepted too) -> 200 [docs/graph-behaviour.md section 7]. Over
     4 MB: 413 (code UNCONFIRMED); empty or another type: 400 (codes and texts UNCONFIRMED)."""
     owner = _photo_owner(ctx, collection, id)
     content_type = (req.header("Content-Type") or "").split(";", 1)[0].strip().lower()

@@ -1,4 +1,4 @@
-"""Property checks of a write body against Graph's metadata, as Graph makes them [GRAPH.md sections 7, 8]."""
+"""Property checks of a write body against Graph's metadata, as Graph makes them [docs/graph-behaviour.md sections 7, 8]."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from localgraph.tenant import DirObject, Tenant
 
 RESOURCE = {"user": "User", "group": "Group", "device": "Device", "application": "Application",
             "servicePrincipal": "ServicePrincipal", "orgContact": "OrgContact"}  # fmt: skip
-# extensionProperty.targetObjects names [GRAPH.md section 8]; service principals are not a target.
+# extensionProperty.targetObjects names [docs/graph-behaviour.md section 8]; service principals are not a target.
 EXTENSION_TARGETS = {"user": "User", "group": "Group", "device": "Device", "application": "Application"}
 EXTENSION_TARGET_NAMES = ("User", "Group", "AdministrativeUnit", "Application", "Device", "Organization")
 EXTENSION_DATA_TYPES = ("Binary", "Boolean", "DateTime", "Integer", "LargeInteger", "String")
@@ -52,7 +52,7 @@ READ_ONLY: dict[str, frozenset[str]] = {
     "application": frozenset({
         "id", "deletedDateTime", "appId", "createdDateTime", "publisherDomain", "certification",
         "disabledByMicrosoftStatus", "createdByAppId", "verifiedPublisher",
-        "passwordCredentials",  # "can't be set at creation (use addPassword)" [GRAPH.md 7]; UNCONFIRMED error
+        "passwordCredentials",  # "can't be set at creation (use addPassword)" [docs/graph-behaviour.md section 7]; UNCONFIRMED error
     }),
     "servicePrincipal": frozenset({
         "id", "deletedDateTime", "appDisplayName", "appOwnerOrganizationId", "createdByAppId",
@@ -77,8 +77,8 @@ WEAK_PASSWORD = (
     "Please provide a different password."
 )
 
-_UPN_ALIAS = re.compile(r"^[A-Za-z0-9'.\-_!#^~]{1,64}$")  # [GRAPH.md 7] allowed characters
-_NICKNAME_FORBIDDEN = set('@()\\[]";:<>, ')  # group mailNickname rule [GRAPH.md 7]; '.' is added for groups
+_UPN_ALIAS = re.compile(r"^[A-Za-z0-9'.\-_!#^~]{1,64}$")  # [docs/graph-behaviour.md section 7] allowed characters
+_NICKNAME_FORBIDDEN = set('@()\\[]";:<>, ')  # group mailNickname rule [docs/graph-behaviour.md section 7]; '.' is added for groups
 
 
 def invalid_value(name: str, kind: str) -> GraphError:
@@ -108,7 +108,7 @@ def _check_value(kind: str, name: str, value: Any) -> None:
 
 def _check_extension(ctx: ServerContext, kind: str, name: str, value: Any) -> None:
     """A directory extension: registered for this kind of object, one value of its data type (a list
-    when multi-valued) [GRAPH.md section 8]. Value checks beyond the data type are UNCONFIRMED."""
+    when multi-valued) [docs/graph-behaviour.md section 8]. Value checks beyond the data type are UNCONFIRMED."""
     definition = ctx.tenant.extension_properties.get(name)
     target = EXTENSION_TARGETS.get(kind)
     if definition is None or target not in definition.get("targetObjects", ()):
@@ -177,7 +177,7 @@ def validate(
 
 
 def merge_complex(obj: DirObject, changes: dict[str, Any]) -> None:
-    """PATCH of extension attributes merges per key, and a null key clears it [GRAPH.md section 8]."""
+    """PATCH of extension attributes merges per key, and a null key clears it [docs/graph-behaviour.md section 8]."""
     for name in MERGED_COMPLEX & changes.keys():
         value = changes[name]
         if isinstance(value, dict):
@@ -212,7 +212,7 @@ def require_bool(changes: dict[str, Any], name: str, kind: str) -> bool:
 
 
 def check_mail_nickname(value: Any, kind: str) -> None:
-    """ASCII 0-127 without ``@ () \\ [] " ; : . <> ,`` and space, at most 64 characters [GRAPH.md 7].
+    """ASCII 0-127 without ``@ () \\ [] " ; : . <> ,`` and space, at most 64 characters [docs/graph-behaviour.md section 7].
     A user's alias may contain periods (not first or last, not doubled); a group's may not."""
     forbidden = _NICKNAME_FORBIDDEN | ({"."} if kind == "group" else set())
     if (
@@ -229,7 +229,7 @@ def check_mail_nickname(value: Any, kind: str) -> None:
 
 def check_upn(tenant: Tenant, value: Any) -> None:
     """``alias@domain``: the alias from ``A-Z a-z 0-9 ' . - _ ! # ^ ~`` (so no accents), not starting or
-    ending with a period; the domain one of the tenant's verified domains [GRAPH.md section 7]."""
+    ending with a period; the domain one of the tenant's verified domains [docs/graph-behaviour.md section 7]."""
     if not isinstance(value, str) or value.count("@") != 1:
         raise invalid_value("userPrincipalName", "user")
     alias, domain = value.split("@")
@@ -244,7 +244,7 @@ def check_upn(tenant: Tenant, value: Any) -> None:
 
 def check_password(password: Any) -> str:
     """8-256 characters, at least 3 of: lower case, upper case, digit, symbol; printable ASCII only
-    (Entra's password policy) [GRAPH.md section 6, weak password]."""
+    (Entra's password policy) [docs/graph-behaviour.md section 6, weak password]."""
     if not isinstance(password, str):
         raise bad_request(WEAK_PASSWORD)
     classes = (

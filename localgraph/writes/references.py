@@ -12,7 +12,7 @@ from localgraph.tenant import DirObject
 from localgraph.writes.objects import GUID, object_body
 
 TOO_MANY_LINKS = "A resource cannot contain more than 20 link changes."  # 3P (microsoft-graph-docs#6016)
-MAX_LINKS = 20  # members@odata.bind and owners@odata.bind together [GRAPH.md 7; docs#6016 maintainer reply]
+MAX_LINKS = 20  # members@odata.bind and owners@odata.bind together [docs/graph-behaviour.md section 7; docs#6016 maintainer reply]
 _GRAPH_HOSTS = {"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us",
                 "microsoftgraph.chinacloudapi.cn"}  # fmt: skip
 _REF_COLLECTIONS = {"directoryobjects": None, "users": "user", "groups": "group", "devices": "device",

@@ -1,4 +1,4 @@
-"""``POST /users`` and ``PATCH /users/{id}`` [GRAPH.md section 7]."""
+"""``POST /users`` and ``PATCH /users/{id}`` [docs/graph-behaviour.md section 7]."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def password_flags(profile: dict[str, Any]) -> dict[str, bool]:
 
 
 # AD-mastered user properties: for a synced user the source of truth is on-premises AD, so Graph refuses
-# them (passwordProfile and accountEnabled included) [GRAPH.md section 8]. Cloud-only attributes
+# them (passwordProfile and accountEnabled included) [docs/graph-behaviour.md section 8]. Cloud-only attributes
 # (usageLocation, employeeLeaveDateTime, passwordPolicies, cloud directory extensions...) stay writable.
 # The exact set is UNCONFIRMED; it follows what Entra Connect synchronizes.
 USER_SYNC_MASTERED = frozenset({
@@ -55,7 +55,7 @@ USER_SYNC_MASTERED = frozenset({
 
 @router.route("POST", "/users")
 def create_user(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
-    """[GRAPH.md section 7] Required: accountEnabled, displayName, mailNickname, passwordProfile (with a
+    """[docs/graph-behaviour.md section 7] Required: accountEnabled, displayName, mailNickname, passwordProfile (with a
     password), userPrincipalName. 201 with the default properties; the password is never returned."""
     tenant = ctx.tenant
     changes = validate(ctx, req, "user", object_body(req), creating=True)
@@ -86,7 +86,7 @@ def create_user(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
         "lastPasswordChangeDateTime": utc_now(),
         **changes,
     }
-    obj = tenant.create("user", props)  # a duplicate UPN raises ObjectConflict [GRAPH.md section 6]
+    obj = tenant.create("user", props)  # a duplicate UPN raises ObjectConflict [docs/graph-behaviour.md section 6]
     obj.password = password
     obj.password_flags = password_flags(profile)
     return created_response(ctx, req, obj)
@@ -94,9 +94,9 @@ def create_user(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
 
 @router.route("PATCH", "/users/{id}")
 def update_user(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse:
-    """[GRAPH.md section 7] 204. displayName can't be cleared, mail can't be null; passwordProfile resets
+    """[docs/graph-behaviour.md section 7] 204. displayName can't be cleared, mail can't be null; passwordProfile resets
     the password; onPremisesExtensionAttributes merge per key; a directory extension set to null is
-    removed. AD-mastered properties of a synced user are refused [GRAPH.md section 8]."""
+    removed. AD-mastered properties of a synced user are refused [docs/graph-behaviour.md section 8]."""
     user = ctx.tenant.find_user(id)
     body = object_body(req)
     changes = validate(ctx, req, "user", body, creating=False)
@@ -111,7 +111,7 @@ def update_user(ctx: ServerContext, req: GraphRequest, id: str) -> GraphResponse
         check_mail_nickname(changes["mailNickname"], "user")
     if "userPrincipalName" in changes:
         check_upn(ctx.tenant, changes["userPrincipalName"])
-    limits = {"employeeId": 16, "companyName": 64}  # [GRAPH.md section 7]
+    limits = {"employeeId": 16, "companyName": 64}  # [docs/graph-behaviour.md section 7]
     for name, limit in limits.items():
         if isinstance(changes.get(name), str) and len(changes[name]) > limit:
             raise invalid_value(name, "user")

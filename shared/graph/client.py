@@ -45,7 +45,7 @@ from shared.retry import IDEMPOTENT, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_STEPS = 20  # Graph's limit per $batch [GRAPH.md section 4]
+MAX_BATCH_STEPS = 20  # Graph's limit per $batch [docs/graph-behaviour.md section 4]
 API_VERSION = "v1.0"
 QUERY_SAFE = "$'(),:/@*"  # left as is in query values, as Graph's own links do
 

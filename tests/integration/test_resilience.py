@@ -89,7 +89,7 @@ async def test_503_burst_is_retried_and_changes_nothing(graph, control, services
 @pytest.mark.parametrize("graph_shape", [TenantShape(users=40, seed=5)])
 async def test_a_real_resource_unit_budget_throttles_the_run_and_it_still_completes(graph, control, services):
     # Under 50 users Graph's budget is 3,500 RU per 10 s, which a run this small never reaches; the same
-    # bucket with 10 RU per second makes the run meet it within a second [GRAPH.md section 5].
+    # bucket with 10 RU per second makes the run meet it within a second [docs/graph-behaviour.md section 5].
     control.settings(resource_unit_budget=10, resource_unit_window_s=1.0)
     record = await run(services, task_config(graph.info))
     await assert_output_is_the_tenant(services, control, record)

@@ -1,4 +1,4 @@
-"""Advanced query capabilities: ``ConsistencyLevel: eventual`` plus ``$count=true`` [GRAPH.md section 2].
+"""Advanced query capabilities: ``ConsistencyLevel: eventual`` plus ``$count=true`` [docs/graph-behaviour.md section 2].
 
 Each advanced-only scenario is refused with Graph's code and message without the parameters, and with them
 returns exactly the objects a plain Python evaluation over the control API's export selects.
@@ -73,7 +73,7 @@ ADVANCED_FILTERS = [
     ),
     pytest.param(
         "not(accountEnabled eq true)",
-        "Filter operator 'Not' is not supported.",  # UNCONFIRMED text [GRAPH.md section 2]
+        "Filter operator 'Not' is not supported.",  # UNCONFIRMED text [docs/graph-behaviour.md section 2]
         lambda u: u["accountEnabled"] is not True,
         id="not",
     ),

@@ -1,4 +1,4 @@
-"""JSON batching (``POST /v1.0/$batch``) [GRAPH.md section 4; throttling inside a batch: section 5].
+"""JSON batching (``POST /v1.0/$batch``) [docs/graph-behaviour.md section 4; throttling inside a batch: section 5].
 
 Every test goes through real HTTP: a started local Graph, a token from ClientSecretCredential, and the
 control API to observe what the steps did (the request log, the tenant).
@@ -365,7 +365,7 @@ def test_a_fault_for_direct_requests_only_leaves_batch_steps_alone(http, control
 
 
 def test_steps_spend_the_budget_one_by_one(http, control):
-    # A batch saves round trips, not budget [GRAPH.md 4]: once the RU bucket is empty, the remaining steps
+    # A batch saves round trips, not budget [docs/graph-behaviour.md section 4]: once the RU bucket is empty, the remaining steps
     # are throttled individually (real 429s from the bucket, with Retry-After) and the batch answers 200.
     control.settings(resource_unit_budget=50, resource_unit_window_s=3600.0)  # 50 RU, no refill to speak of
     group = group_id(control)

@@ -1,4 +1,4 @@
-"""Delta queries of the local Graph, through real HTTP [GRAPH.md section 3].
+"""Delta queries of the local Graph, through real HTTP [docs/graph-behaviour.md section 3].
 
 A small tenant with small pages (7 objects, 5 member entries per group appearance) forces every paging
 path: rounds over many pages, and groups split across consecutive pages.

@@ -1,4 +1,4 @@
-"""The identity platform's client-credentials flow and Graph's token checks [GRAPH.md sections 6 and 9].
+"""The identity platform's client-credentials flow and Graph's token checks [docs/graph-behaviour.md sections 6 and 9].
 
 Tokens come from the real azure-identity credentials (``ClientSecretCredential``, ``CertificateCredential``)
 through the local HTTPS authority, or from raw token requests where the wire format itself is under test.
@@ -101,7 +101,7 @@ def assertion_form(graph: LocalGraph, assertion: str) -> dict[str, str]:
 
 
 def assert_identity_error(response: httpx.Response, status: int, error: str, aadsts: int) -> None:
-    """The identity platform's error body [GRAPH.md section 9]."""
+    """The identity platform's error body [docs/graph-behaviour.md section 9]."""
     assert response.status_code == status, response.text
     body = response.json()
     assert body["error"] == error

@@ -1,4 +1,4 @@
-"""Directory reads: paging, ``$top``, ``$select``, single objects, relationships [GRAPH.md 1, 6] (Intune:
+"""Directory reads: paging, ``$top``, ``$select``, single objects, relationships [docs/graph-behaviour.md section 1, 6] (Intune:
 test_intune.py).
 
 Expected results come from the control API's export (``control.objects``), never from the code under test.

@@ -1,4 +1,4 @@
-"""Resource-unit costs, the app+tenant budget and 429s, and injected faults [GRAPH.md section 5].
+"""Resource-unit costs, the app+tenant budget and 429s, and injected faults [docs/graph-behaviour.md section 5].
 
 The tenant has fewer than 50 users, so its budget is Graph's smallest: 3,500 RU per 10 s.
 """
@@ -26,7 +26,7 @@ def units(response: httpx.Response) -> int:
 
 
 def assert_throttled(response: httpx.Response, *, retry_after: bool = True) -> None:
-    """Graph's 429 [GRAPH.md section 5]."""
+    """Graph's 429 [docs/graph-behaviour.md section 5]."""
     assert response.status_code == 429, response.text
     error = response.json()["error"]
     assert error["code"] == "TooManyRequests"
@@ -135,7 +135,7 @@ def test_small_tenant_budget_is_3500_units_then_429(graph, http, control):
 
 
 def test_retry_before_retry_after_is_throttled_again_and_after_it_succeeds(http, control):
-    """Dev Proxy's RetryAfterPlugin pattern [GRAPH.md section 5]: the pair stays throttled until
+    """Dev Proxy's RetryAfterPlugin pattern [docs/graph-behaviour.md section 5]: the pair stays throttled until
     Retry-After has elapsed, even when the bucket alone would already hold enough."""
     # 50 RU per 10 s refills 5 RU per second: a 2-RU list of users fits again after 0.4 s,
     # but Retry-After is whole seconds (1), and a retry at 0.6 s is still refused.

@@ -1,4 +1,4 @@
-"""Writes on the local Graph: status codes, validation and errors as Graph gives them [GRAPH.md sections 6,
+"""Writes on the local Graph: status codes, validation and errors as Graph gives them [docs/graph-behaviour.md sections 6,
 7 and 8], application permissions, and that every write is visible to later reads, the control API and
 delta.
 
@@ -18,7 +18,7 @@ from localgraph.client import ControlClient, graph_client
 from tests.support import assert_error
 
 GRAPH = "https://graph.microsoft.com/v1.0"
-STRONG_PASSWORD = "xWwvJ]6NMw+bWH-d"  # GRAPH.md section 7 example
+STRONG_PASSWORD = "xWwvJ]6NMw+bWH-d"  # docs/graph-behaviour.md section 7 example
 
 
 # ------------------------------------------------------------------------------------------ helpers

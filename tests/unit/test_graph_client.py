@@ -37,7 +37,7 @@ NOW = datetime(2026, 11, 28, 1, 0, 0, tzinfo=UTC)
     [
         ("5", 5.0),
         (" 10 ", 10.0),
-        ("2.128", 2.128),  # an older Graph doc example [GRAPH.md section 5]
+        ("2.128", 2.128),  # an older Graph doc example [docs/graph-behaviour.md section 5]
         ("0", 0.0),
         (format_datetime(NOW + timedelta(seconds=30), usegmt=True), 30.0),
         (format_datetime(NOW - timedelta(seconds=30), usegmt=True), 0.0),  # a past date: now
