@@ -154,12 +154,16 @@ async def _append(container: ContainerClient, name: str, entry: str) -> None:
     await asyncio.to_thread(append)
 
 
-async def _forget_acks(container: ContainerClient, name: str) -> None:
+async def _forget_acks(container: ContainerClient, task: str) -> None:
+    """Delete the task's load logs: once the cache advanced, no later load starts from their bases (a log
+    left by a load whose base a cache clear replaced included)."""
+
     def delete() -> None:
-        try:
-            container.delete_blob(name)
-        except ResourceNotFoundError:
-            pass
+        for blob in container.list_blobs(name_starts_with=f"{task}/cache/acknowledged-"):
+            try:
+                container.delete_blob(blob.name)
+            except ResourceNotFoundError:
+                pass
 
     await asyncio.to_thread(delete)
 
@@ -404,7 +408,7 @@ async def _advance(
         }
     )
     await _save(delivery_store(services), task, new_state, read=state)
-    await _forget_acks(services.extracts, _acks_name(task, base))
+    await _forget_acks(services.extracts, task)
 
 
 async def _housekeeping(services: Services, task: ScheduledTask, run_id: str) -> None:

@@ -609,3 +609,16 @@ async def test_an_object_restored_after_a_cache_clear_comes_back_unmarked(graph,
     await run(services, config)
     [later] = delivered(receiver, sent)
     assert later["id"] == second and later["restored"] is True and later["attributes"]["status"] == "Active"
+
+
+async def test_load_logs_of_an_abandoned_base_are_removed_once_the_cache_advances(graph, services, receiver):
+    config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 7})
+    await run(services, config)
+    await clear_cache(services, config.tasks[0])
+    receiver.fail(400, times=1, after=len(receiver.applied) + 2)  # a partial load after the clear
+    await run(services, config, expect="failed")
+    logs = [b.name for b in services.extracts.list_blobs(name_starts_with="people/cache/acknowledged-")]
+    assert len(logs) == 1
+    await clear_cache(services, config.tasks[0])  # cleared again: the next load starts from another base
+    await run(services, config)
+    assert [b.name for b in services.extracts.list_blobs(name_starts_with="people/cache/")] == []
