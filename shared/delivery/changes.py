@@ -48,6 +48,7 @@ class StreamOutput:
     key: str = "id"
     marking: DeletionMarking | None = None
     collection: str | None = None  # a generic task's collection (removal lookups); None: directory objects
+    key_attribute: str | None = None  # the local code carrying a key other than id (marks carry it too)
 
     @property
     def target(self) -> str:
@@ -119,10 +120,16 @@ def _restored_line(stream: str, line: bytes, marking: DeletionMarking | None) ->
     )
 
 
-def mark_record(stream: str, object_id: str, reason: str, marking: DeletionMarking) -> dict[str, Any]:
+def mark_record(
+    stream: str, object_id: str, reason: str, marking: DeletionMarking, key: tuple[str, Any] | None = None
+) -> dict[str, Any]:
+    """A deletion mark; ``key``: the local code and value of a key other than id, as the object's records
+    carried it, so a platform that finds records by that key finds this one."""
     attributes: dict[str, Any] = {marking.attribute: marking.value}
     if marking.reason_attribute is not None:
         attributes[marking.reason_attribute] = reason
+    if key is not None:
+        attributes[key[0]] = key[1]
     return {"op": "mark", "stream": stream, "id": object_id, "reason": reason, "attributes": attributes}
 
 
@@ -190,12 +197,14 @@ async def compute(
                 if not seen[i] and old.digests[i] == MARKED:
                     builder.add(old.hashes[i], MARKED)
             if gone_live and stream.marking is not None and delivered is not None:
-                ids = await _ids_at(container, delivered.files[stream.name], old, set(gone_live))
-                found = await reasons(ids, stream)
-                for object_id in ids:
+                keys = await _ids_at(
+                    container, delivered.files[stream.name], old, set(gone_live), stream.key_attribute
+                )
+                found = await reasons(list(keys), stream)
+                for object_id, key in keys.items():
                     reason = found[object_id]
                     counts.marks[reason] = counts.marks.get(reason, 0) + 1
-                    await writer.write(mark_record(stream.name, object_id, reason, stream.marking))
+                    await writer.write(mark_record(stream.name, object_id, reason, stream.marking, key))
                     builder.add(id_hash(object_id), MARKED)
         table = builder.table()
         name = f"{prefix}/cache/{stream.name}.digests"
@@ -215,15 +224,23 @@ async def compute(
 
 
 async def _ids_at(
-    container: ContainerClient, view_file: str, table: DigestTable, positions: set[int]
-) -> list[str]:
-    """The ids of the records at ``positions`` of ``table``, read from the view file the table describes."""
-    ids = []
+    container: ContainerClient,
+    view_file: str,
+    table: DigestTable,
+    positions: set[int],
+    key_attribute: str | None = None,
+) -> dict[str, tuple[str, Any] | None]:
+    """The ids of the records at ``positions`` of ``table``, read from the view file the table describes,
+    each with its key attribute's code and value (``key_attribute``; None for a task keyed by id)."""
+    ids: dict[str, tuple[str, Any] | None] = {}
     async for line in read_lines(container, view_file):
         object_id = line_id(line)
         index = table.find(id_hash(object_id))
         if index in positions:
-            ids.append(object_id)
+            key = None
+            if key_attribute is not None:
+                key = (key_attribute, (json.loads(line).get("attributes") or {}).get(key_attribute))
+            ids[object_id] = key
             positions.discard(index)
             if not positions:
                 break

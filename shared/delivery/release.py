@@ -80,6 +80,7 @@ def streams_of(
                 key=getattr(selection, "key", "id"),
                 marking=getattr(selection, "deletion_marking", None),
                 collection=getattr(selection, "collection", None),  # generic selections only
+                key_attribute=getattr(selection, "key_attribute", None),
             )
         )
     return outputs

@@ -622,3 +622,22 @@ async def test_load_logs_of_an_abandoned_base_are_removed_once_the_cache_advance
     await clear_cache(services, config.tasks[0])  # cleared again: the next load starts from another base
     await run(services, config)
     assert [b.name for b in services.extracts.list_blobs(name_starts_with="people/cache/")] == []
+
+
+async def test_a_mark_carries_the_key_value_of_a_task_keyed_by_another_attribute(
+    graph, control, services, receiver
+):
+    config = delivery_config(graph.info, receiver.url, users={"key": "userPrincipalName"})
+    await run(services, config)
+    user = control.objects("users")[0]
+    control.delete("users", user["id"])
+    sent = len(receiver.applied)
+    await run(services, config)
+    [mark] = delivered(receiver, sent)
+    assert receiver.applied[-1].streams["users"]["key"] == "userPrincipalName"
+    assert (mark["op"], mark["id"]) == ("mark", user["id"])
+    assert mark["attributes"] == {
+        "status": "Deleted",
+        "removal": "soft_deleted",
+        "login": user["userPrincipalName"],
+    }
