@@ -98,7 +98,8 @@ class ChangeRecord(_Strict):
     op: Literal["upsert", "mark", "failure"] = Field(
         description=(
             "upsert: a new or changed record (all its mapped attributes); mark: an object delivered before that "
-            "is gone or out of scope, with the task's marking attribute(s) only; failure: a failed or held run."
+            "is gone or out of scope, with the task's marking attribute(s) only (and a key other than id, as its "
+            "upserts carried it); failure: a failed or held run."
         )
     )
     stream: str = Field(description="The stream the record belongs to (a key of streams): users, groups, ...")
