@@ -94,7 +94,9 @@ def guard_reason(guard: DeletionGuard, changes: ChangeSet) -> str | None:
             f"the run would mark {marks} objects as removed, more than the deletion guard allows "
             f"({guard.max_marks}); approve it or correct the task's configuration"
         )
-    if guard.max_share is not None and marks > guard.max_share * changes.delivered_live:
+    live = changes.delivered_live
+    # marks / live, not share * live: 0.29 * 100 is 28.999999999999996 in floats, which 29 marks exceed
+    if guard.max_share is not None and marks and (not live or marks / live > guard.max_share):
         return (
             f"the run would mark {marks} of {changes.delivered_live} delivered objects as removed, more than "
             f"the deletion guard's share ({guard.max_share:.0%}); approve it or correct the configuration"

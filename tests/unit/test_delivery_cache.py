@@ -71,3 +71,26 @@ def test_many_runs_clear_the_cache_once_at_each_configured_hour():
             state = cleared(state, now)
     assert [(c.day, c.hour) for c in clears] == [(30, 6), (30, 12), (1, 6), (1, 12)]
     assert all(c.minute < 7 for c in clears)  # the first run after the hour
+
+
+def test_the_guard_holds_above_its_count_or_its_share_never_at_them():
+    from shared.config.delivery import DeletionGuard
+    from shared.delivery.changes import ChangeSet, StreamChanges
+    from shared.delivery.release import guard_reason
+
+    def changes(users: int, groups: int, live: int) -> ChangeSet:
+        streams = {
+            "users": StreamChanges(marks={"deleted": users}),
+            "groups": StreamChanges(marks={"out_of_scope": groups}),
+        }
+        return ChangeSet("changes.jsonl", streams, DeliveredView(run_id="r", delivered_at=AT), live)
+
+    by_count = DeletionGuard(max_marks=5)
+    assert guard_reason(by_count, changes(3, 2, 10)) is None  # 5 marks: at the limit
+    assert "mark 6 objects" in (guard_reason(by_count, changes(3, 3, 10)) or "")  # streams add up
+    by_share = DeletionGuard(max_marks=500, max_share=0.1)
+    assert guard_reason(by_share, changes(10, 0, 100)) is None  # 10 of 100: at 10 %
+    assert "11 of 100" in (guard_reason(by_share, changes(10, 1, 100)) or "")
+    assert guard_reason(DeletionGuard(max_share=0.29), changes(29, 0, 100)) is None  # 0.29 * 100 < 29 in floats
+    assert guard_reason(DeletionGuard(max_marks=0), changes(0, 0, 0)) is None
+    assert guard_reason(DeletionGuard(max_marks=0), changes(1, 0, 1)) is not None
