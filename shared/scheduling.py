@@ -9,7 +9,6 @@ occurrence queues one logical run (the runner recognises the duplicate).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -18,6 +17,7 @@ from croniter import croniter
 
 from shared.config import Config
 from shared.services import Services
+from shared.storage import threads
 from shared.storage.queues import RunRequest, scheduled_run_id
 
 SCHEDULER_KEY = ("_scheduler", "tick")  # no task name can start with "_"
@@ -67,7 +67,7 @@ async def tick(services: Services, now: datetime | None = None) -> list[RunReque
         value = entity.get("last_tick")
         return value.astimezone(UTC) if isinstance(value, datetime) else None
 
-    after = await asyncio.to_thread(last_tick) or now - FIRST_LOOKBACK
+    after = await threads.call(last_tick) or now - FIRST_LOOKBACK
     if after >= now:
         return []
     config = await services.config_store.load()
@@ -75,5 +75,5 @@ async def tick(services: Services, now: datetime | None = None) -> list[RunReque
     for request in requests:
         await services.queue.enqueue(request)
     entity = {"PartitionKey": SCHEDULER_KEY[0], "RowKey": SCHEDULER_KEY[1], "last_tick": now}
-    await asyncio.to_thread(table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+    await threads.call(table.upsert_entity, entity, mode=UpdateMode.REPLACE)
     return requests

@@ -40,6 +40,7 @@ from shared.config import Config, ConfigError
 from shared.config.event_tasks import EventTask
 from shared.graph.errors import GraphError
 from shared.secrets import SecretError
+from shared.storage import threads
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -109,13 +110,13 @@ class ActivityApi:
             self._tables_ready = True
 
     async def idempotency(self) -> IdempotencyStore:
-        await asyncio.to_thread(self._ensure_tables)
+        await threads.call(self._ensure_tables)
         return IdempotencyStore(self.services.storage.tables.get_table_client(self._idempotency_table))
 
     async def usage(self) -> UsageStore:
         """The process's usage counters (one store: it holds the counts not yet written)."""
         if self._usage is None:
-            await asyncio.to_thread(self._ensure_tables)
+            await threads.call(self._ensure_tables)
             self._usage = UsageStore(self.services.storage.tables.get_table_client(self._usage_table))
         return self._usage
 

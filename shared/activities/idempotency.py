@@ -19,7 +19,6 @@ is released, and a repeat runs again.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
+
+from shared.storage import threads
 
 KEY_MAX_LENGTH = 255
 TTL = timedelta(hours=24)
@@ -77,7 +78,7 @@ class IdempotencyStore:
         return hashlib.sha256(key.encode()).hexdigest()
 
     async def reserve(self, activity: str, key: str, digest: str) -> Reservation:
-        return await asyncio.to_thread(self._reserve, activity, key, digest)
+        return await threads.call(self._reserve, activity, key, digest)
 
     def _reserve(self, activity: str, key: str, digest: str) -> Reservation:
         now = datetime.now(UTC)
@@ -150,10 +151,10 @@ class IdempotencyStore:
             **{f"body_{index}": chunk for index, chunk in enumerate(chunks)},
             "headers": json.dumps(answer.headers),
         }
-        await asyncio.to_thread(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+        await threads.call(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
 
     async def release(self, activity: str, key: str) -> None:
-        await asyncio.to_thread(self.table.delete_entity, activity, self._row(key))
+        await threads.call(self.table.delete_entity, activity, self._row(key))
 
     async def purge_expired(self, now: datetime | None = None) -> int:
         """Delete expired records (an admin or timer task may call it; expired keys are also reused)."""
@@ -166,7 +167,7 @@ class IdempotencyStore:
                 removed += 1
             return removed
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
 
 def _stored_body(stored: Any) -> bytes:

@@ -20,6 +20,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import threads
+
 FLUSH_SECONDS = 5.0
 
 
@@ -71,7 +73,7 @@ class UsageStore:
             pending, self._pending = self._pending, {}
             for key, usage in list(pending.items()):
                 try:
-                    await asyncio.to_thread(self._merge, usage)
+                    await threads.call(self._merge, usage)
                 except BaseException:
                     for unwritten in pending.values():  # kept for the next flush, with calls counted since
                         self._readd(unwritten)
@@ -146,4 +148,4 @@ class UsageStore:
                 for e in entities
             ]
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)

@@ -8,13 +8,13 @@ progress.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from shared.storage import threads
 from shared.storage.blobs import get_json
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ async def prune_runs(container: ContainerClient, task: str, *, keep: int, protec
             folders.setdefault(run_id, []).append((blob.name, blob.last_modified))
         return folders
 
-    folders = await asyncio.to_thread(listing)
+    folders = await threads.call(listing)
     manifests = [
         run for run, blobs in folders.items() if any(n == f"{root}{run}/manifest.json" for n, _ in blobs)
     ]
@@ -70,6 +70,6 @@ async def prune_runs(container: ContainerClient, task: str, *, keep: int, protec
                     pass
 
     if doomed:
-        await asyncio.to_thread(delete)
+        await threads.call(delete)
         log.info("housekeeping: deleted %d run folder(s) older than %s", len(doomed), boundary.isoformat())
     return doomed

@@ -15,7 +15,6 @@ replaces the hold, so a held task never delivers without a decision.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -40,7 +39,7 @@ from shared.graph.client import GraphClient
 from shared.retry import RetryPolicy
 from shared.runs import PhaseReport, RunRecord
 from shared.services import Services
-from shared.storage import blobs
+from shared.storage import blobs, threads
 from shared.storage.delivery import DeliveredView, DeliveryState, DeliveryStateStore, HeldRun
 from shared.storage.lease import TaskLease
 
@@ -134,7 +133,7 @@ async def _attempts(container: ContainerClient, name: str) -> _Attempts:
             return b""
 
     attempts = _Attempts()
-    for line in (await asyncio.to_thread(read)).decode().splitlines():
+    for line in (await threads.call(read)).decode().splitlines():
         word, _, value = line.partition(" ")
         if word == "generation":
             attempts = _Attempts(int(value))
@@ -154,7 +153,7 @@ async def _append(container: ContainerClient, name: str, entry: str) -> None:
             pass
         blob.append_block(f"{entry}\n".encode())
 
-    await asyncio.to_thread(append)
+    await threads.call(append)
 
 
 async def _forget_acks(container: ContainerClient, task: str) -> None:
@@ -168,7 +167,7 @@ async def _forget_acks(container: ContainerClient, task: str) -> None:
             except ResourceNotFoundError:
                 pass
 
-    await asyncio.to_thread(delete)
+    await threads.call(delete)
 
 
 def _receiver(services: Services, task: ScheduledTask, connector: Connector, deadline: float) -> Receiver:
@@ -450,7 +449,7 @@ async def notify_failure(
     try:
         line = blobs.encode_line(failure)
         name = f"{blobs.run_prefix(task.storage_key, record.run_id)}/failure.jsonl"
-        await asyncio.to_thread(
+        await threads.call(
             services.extracts.get_blob_client(name).upload_blob,
             line,
             overwrite=True,

@@ -15,7 +15,6 @@ change is followed by a run that starts after it, and concurrent instances never
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import threads
 from shared.storage.queues import RunQueue, RunRequest, new_run_id
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,13 @@ async def request_run(
     """Queue the task's run unless a queued one starts after ``now``; returns what was queued."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     for _ in range(ATTEMPTS):
-        found = await asyncio.to_thread(_read, table, task)
+        found = await threads.call(_read, table, task)
         slot = found["slot"].astimezone(UTC) if found and isinstance(found.get("slot"), datetime) else None
         if slot is not None and slot >= now:
             return None  # a queued run starts after this change (a run starts no earlier than planned)
         planned = now if slot is None else max(now, slot + timedelta(seconds=interval_s))
         run_id = new_run_id(planned)
-        if not await asyncio.to_thread(_claim, table, task, found, planned, run_id):
+        if not await threads.call(_claim, table, task, found, planned, run_id):
             continue  # another instance moved the slot: look again
         request = RunRequest(task=task, run_id=run_id, trigger="notification", planned_at=planned)
         delay = max(0, round((planned - now).total_seconds()))

@@ -9,7 +9,6 @@ was created with, and a pending reauthorization.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 from pydantic import BaseModel, Field
+
+from shared.storage import threads
 
 PARTITION = "_subscriptions"
 
@@ -67,7 +68,7 @@ class SubscriptionStore:
             rows = self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION})
             return {row["RowKey"]: SubscriptionRecord.from_entity(row) for row in rows}
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def by_subscription_id(self, subscription_id: str) -> SubscriptionRecord | None:
         def run() -> SubscriptionRecord | None:
@@ -79,10 +80,10 @@ class SubscriptionStore:
                 return SubscriptionRecord.from_entity(row)
             return None
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def put(self, record: SubscriptionRecord) -> None:
-        await asyncio.to_thread(self.table.upsert_entity, record.to_entity(), mode=UpdateMode.REPLACE)
+        await threads.call(self.table.upsert_entity, record.to_entity(), mode=UpdateMode.REPLACE)
 
     async def delete(self, record: SubscriptionRecord) -> None:
         def run() -> None:
@@ -91,4 +92,4 @@ class SubscriptionStore:
             except ResourceNotFoundError:
                 pass
 
-        await asyncio.to_thread(run)
+        await threads.call(run)

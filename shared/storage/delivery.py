@@ -11,12 +11,13 @@ property beyond a few thousand records), not a copy of them.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 from pydantic import BaseModel, Field
+
+from shared.storage import threads
 
 ROW_KEY = "delivery"
 
@@ -65,7 +66,7 @@ class DeliveryStateStore:
                 return DeliveryState()
             return DeliveryState.model_validate_json(entity.get("state") or "{}")
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def put(self, task: str, state: DeliveryState) -> None:
         entity = {
@@ -74,4 +75,4 @@ class DeliveryStateStore:
             "state": state.model_dump_json(),
             "updated_at": datetime.now(UTC),
         }
-        await asyncio.to_thread(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+        await threads.call(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)

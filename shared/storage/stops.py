@@ -12,12 +12,13 @@ id the request is for (a request for another run is ignored and removed when tha
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
+
+from shared.storage import threads
 
 CHECK_EVERY_S = 1.0
 ROW = "stop"
@@ -33,7 +34,7 @@ class StopRequests:
 
     async def request(self, task: str, run_id: str) -> None:
         entity = {"PartitionKey": task, "RowKey": ROW, "run_id": run_id, "requested_at": datetime.now(UTC)}
-        await asyncio.to_thread(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+        await threads.call(self.table.upsert_entity, entity, mode=UpdateMode.REPLACE)
 
     async def requested(self, task: str, run_id: str) -> bool:
         def run() -> bool:
@@ -42,7 +43,7 @@ class StopRequests:
             except ResourceNotFoundError:
                 return False
 
-        return await asyncio.to_thread(run)
+        return await threads.call(run)
 
     async def clear(self, task: str) -> None:
         def run() -> None:
@@ -51,7 +52,7 @@ class StopRequests:
             except ResourceNotFoundError:
                 pass
 
-        await asyncio.to_thread(run)
+        await threads.call(run)
 
 
 class StopSignal:
