@@ -4,7 +4,7 @@ Plain helpers (assertions, configurations, expected records) are in ``tests.supp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -100,7 +100,10 @@ def environ(graph: LocalGraph, storage_environ: dict[str, str]) -> dict[str, str
 
 
 @pytest.fixture
-def services(environ: dict[str, str]) -> Services:
+async def services(environ: dict[str, str]) -> AsyncIterator[Services]:
+    """The process's services for one test; the pooled Graph clients it opened on the test's loop are closed
+    at teardown, so no test leaves connections open."""
     built = Services(Settings.from_environ(environ), environ=environ)
     built.storage.ensure()
-    return built
+    yield built
+    await built.aclose()
