@@ -129,7 +129,7 @@ def mark_record(
     if marking.reason_attribute is not None:
         attributes[marking.reason_attribute] = reason
     if key is not None:
-        attributes[key[0]] = key[1]
+        attributes.setdefault(key[0], key[1])  # the mark's own attributes win over a clashing key code
     return {"op": "mark", "stream": stream, "id": object_id, "reason": reason, "attributes": attributes}
 
 
