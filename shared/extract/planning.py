@@ -26,9 +26,27 @@ class Plan:
     rounds: list[str] = field(default_factory=list)  # the delta rounds an incremental run reads
 
 
+# The format of task_fingerprint: raise it when what a fingerprint covers, or how, changes, so a view written
+# before the upgrade is read again with that reason rather than as a change of the task. 1: no version prefix,
+# every setting in the hash; 2: "v2|" prefix, settings at their default left out.
+FINGERPRINT_VERSION = 2
+_UPGRADED = (
+    "the connector was upgraded and fingerprints the task's settings another way (format {old} -> {new}); "
+    "the view is read again once"
+)
+
+
 def task_fingerprint(streams: Iterable[Stream]) -> str:
     """Of every setting that shapes the records: a change means the view cannot be patched."""
-    return "".join(f"{stream.name}:{stream.fingerprint()};" for stream in streams)
+    return f"v{FINGERPRINT_VERSION}|" + "".join(
+        f"{stream.name}:{stream.fingerprint()};" for stream in streams
+    )
+
+
+def fingerprint_version(fingerprint: str) -> int:
+    """The format a stored fingerprint was written in (1: before formats were versioned)."""
+    head, sep, _ = fingerprint.partition("|")
+    return int(head[1:]) if sep and head[:1] == "v" and head[1:].isdigit() else 1
 
 
 def delta_rounds(streams: list[Stream], *, needs_memberships: bool) -> list[str]:
@@ -40,7 +58,9 @@ def delta_rounds(streams: list[Stream], *, needs_memberships: bool) -> list[str]
 
 
 def _no_timestamp(streams: list[Stream], names: list[str]) -> str:
-    generic = [s for s in streams if s.name in names and getattr(s.selection, "timestamp_property", 0) is None]
+    generic = [
+        s for s in streams if s.name in names and getattr(s.selection, "timestamp_property", 0) is None
+    ]
     return " and no timestamp_property is configured" if generic else ""
 
 
@@ -79,8 +99,13 @@ def _decide(
     if view is None:
         return Plan("full", "first run: nothing to apply changes to")
     if view.fingerprint != task_fingerprint(streams):
+        old = fingerprint_version(view.fingerprint)
+        if old != FINGERPRINT_VERSION:
+            return Plan("full", _UPGRADED.format(old=old, new=FINGERPRINT_VERSION))
         return Plan("full", "the task's queries or mappings changed")
-    no_delta = sorted(stream.name for stream in streams if not stream.spec.delta and not stream.spec.watermark)
+    no_delta = sorted(
+        stream.name for stream in streams if not stream.spec.delta and not stream.spec.watermark
+    )
     if no_delta:
         return Plan(
             "full", f"Graph offers no delta for {', '.join(no_delta)}" + _no_timestamp(streams, no_delta)
