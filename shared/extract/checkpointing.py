@@ -50,6 +50,12 @@ class Checkpoints:
                 "the task lease was lost during the run: not writing state (another run may own it)"
             )
 
+    async def confirm_lease(self) -> None:
+        """:meth:`check_lease`, after renewing the lease now: for the writes that make a run visible."""
+        if self.lease is not None:
+            await self.lease.confirm()
+        self.check_lease()
+
     def resume(self, state: TaskState) -> Checkpoint | None:
         """The stored checkpoint if it is this run's, made for this configuration."""
         self.state = state

@@ -84,6 +84,9 @@ async def commit(
         counts={o.stream.name: o.counts for o in outputs},
     )
     body = manifest.model_dump(mode="json")
+    # The files are the run's own (invisible until the manifest names them); the manifest, latest.json and the
+    # state make it visible: only while the lease is still ours (renewed now, so it lasts through them).
+    await checkpoints.confirm_lease()
     await blobs.put_json(extracts, f"{blobs.run_prefix(record.task, record.run_id)}/manifest.json", body)
     await blobs.put_json(extracts, blobs.latest_name(record.task), body)
     new_state = TaskState(

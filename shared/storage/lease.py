@@ -82,6 +82,20 @@ class TaskLease:
             log.error("lost the task lease: %s", exc)
             self.lost = True
 
+    async def confirm(self) -> bool:
+        """Renew the lease now, before a write only its holder may make: ``False`` (and :attr:`lost`) when it is
+        gone. A renewed lease cannot pass to anyone else for ``LEASE_SECONDS`` (only an explicit break ends it
+        sooner), so the writes that follow are the holder's; the background renewer may notice a loss up to a
+        third of a lease late."""
+        if self.lost or self._lease is None:
+            return not self.lost
+        try:
+            await threads.lease_call(self._lease.renew)
+        except Exception as exc:
+            log.error("lost the task lease: %s", exc)
+            self.lost = True
+        return not self.lost
+
     async def release(self) -> None:
         if self._renewer is not None:
             self._renewer.cancel()

@@ -147,3 +147,36 @@ async def test_an_invalid_stored_configuration_fails_the_run_naming_every_bad_fi
     assert record.error.startswith("invalid stored configuration")
     assert "tasks[0].mode" in record.error and "tasks[0].users.mappings[0].local" in record.error
     assert (await services.state.get("people")).view is None  # nothing was read or written
+
+
+async def test_a_lease_taken_while_the_run_commits_its_files_stops_it_before_manifest_and_state(
+    graph, control, services, monkeypatch
+):
+    """The lease can go at any moment, also between the commit's first check and its last write: the
+    manifest, latest.json and the state are written only while the run still holds it (it is renewed right
+    before them, so it cannot expire in between)."""
+    config = task_config(graph.info, mappings_type="identity")
+    run_id = "20261130T020000Z-bbbbbb"
+    lock = services.leases.get_blob_client("people.lock")
+    second = BlobLeaseClient(lock)
+    commit_files = blobs.StagedJsonl.commit
+    taken = []
+
+    async def commit_while_another_takes_over(self: blobs.StagedJsonl) -> None:
+        # A second writer takes the task over as the run commits its files (the renewer has not noticed).
+        if not taken:
+            BlobLeaseClient(lock).break_lease(lease_break_period=0)
+            second.acquire(lease_duration=60)
+            taken.append(second.id)
+        await commit_files(self)
+
+    monkeypatch.setattr(blobs.StagedJsonl, "commit", commit_while_another_takes_over)
+    outcome = await run_task(services, RunRequest(task="people", run_id=run_id), config=config)
+    assert taken
+    assert outcome.record.status == "failed"
+    assert "lease was lost" in (outcome.record.error or "")
+    assert await blobs.get_json(services.extracts, f"people/runs/{run_id}/manifest.json") is None
+    assert await blobs.get_json(services.extracts, "people/latest.json") is None
+    assert (await services.state.get("people")).view is None
+    assert lock.get_blob_properties().lease.state == "leased"  # still the second writer's
+    second.release()
