@@ -44,6 +44,7 @@ class _Failure:
     after: int  # applied batches before the failures start
     apply_first: bool  # apply the batch, then answer the failure (the sender cannot know it landed)
     retry_after: str | None
+    echo_key: bool = False  # a careless receiver: the answer repeats the credential it got
 
 
 @dataclass
@@ -73,10 +74,11 @@ class PlatformReceiver:
         after: int = 0,
         apply_first: bool = False,
         retry_after: str | None = "0",
+        echo_key: bool = False,
     ) -> None:
         """Answer ``status`` to the next ``times`` requests once ``after`` batches have been applied."""
         with self._lock:
-            self._failures.append(_Failure(status, times, after, apply_first, retry_after))
+            self._failures.append(_Failure(status, times, after, apply_first, retry_after, echo_key))
 
     def heal(self) -> None:
         with self._lock:
@@ -140,7 +142,11 @@ class PlatformReceiver:
             if failure.apply_first and key not in self._keys:
                 self._apply(key, digest, document, dict(request.headers))
             headers = {"Retry-After": failure.retry_after} if failure.retry_after is not None else {}
-            return JSONResponse({"title": "failing on request"}, status_code=failure.status, headers=headers)
+            answer: dict[str, Any] = {"title": "failing on request"}
+            if failure.echo_key:
+                credential = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+                answer["detail"] = f"refused credential {credential}"
+            return JSONResponse(answer, status_code=failure.status, headers=headers)
         self._apply(key, digest, document, dict(request.headers))
         return JSONResponse({"status": "accepted", "batch_id": key, "records": len(document["records"])})
 

@@ -161,7 +161,7 @@ class Receiver:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             decision = self.policy.decide_status("PUT", status, attempt, retry_after)
             error = LoadError(
-                f"batch {batch.id}: the receiver answered {status}: {_excerpt(response)}",
+                f"batch {batch.id}: the receiver answered {status}: {_excerpt(response, (self.api_key, token))}",
                 status=status,
                 action=decision.action,
             )
@@ -171,6 +171,11 @@ class Receiver:
             await self._wait(decision.wait_s, error)
 
 
-def _excerpt(response: httpx.Response) -> str:
+def _excerpt(response: httpx.Response, secrets: tuple[str | None, ...] = ()) -> str:
+    """The start of an answer's text for the run's error, without the credential we sent (a receiver may
+    repeat it: "refused key ..."), which would otherwise reach the history, logs and failure record."""
     text = response.text.strip().replace("\n", " ")
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     return text[:300] + ("…" if len(text) > 300 else "") if text else response.reason_phrase

@@ -511,9 +511,10 @@ async def test_a_batch_id_is_not_reused_for_content_the_receiver_has_since_overw
 async def test_the_api_key_and_tokens_are_never_logged_nor_kept(graph, control, services, receiver, caplog):
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
     config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 15})
-    receiver.fail(401, times=1, after=1)  # an answer the history keeps
+    receiver.fail(401, times=1, after=1, echo_key=True)  # an answer the history keeps, repeating the key
     failed = await run(services, config, expect="failed")
     assert "401" in failed.error and receiver.applied[0].headers["x-api-key"] == API_KEY  # it was sent
+    assert "refused credential ***" in failed.error  # the receiver's answer, without the key it repeated
     await run(services, config)
     stored = [r.model_dump_json() for r in await services.history.list("people", limit=10)]
     state = (await delivery_store(services).get("people")).model_dump_json()
