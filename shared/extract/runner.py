@@ -141,7 +141,7 @@ class TaskRun:
             try:
                 await self._execute(record, client)
             finally:
-                record.requests = {**call.stats.as_dict(), "token_acquisitions": client.tokens.acquisitions}
+                record.requests = call.stats.as_dict()  # this run's own, token acquisitions included
 
     async def _execute(self, record: RunRecord, client: GraphClient) -> None:
         context = RelationContext(FanOut(client, self.services.settings.graph_concurrency))

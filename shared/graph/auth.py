@@ -54,9 +54,15 @@ class TokenProvider:
         return now < token.expires_on - margin
 
     async def token(self) -> str:
+        return (await self.fetch())[0]
+
+    async def fetch(self) -> tuple[str, bool]:
+        """The token, and whether this call acquired it (for the caller's statistics: one acquisition is
+        counted once, by the caller that made it, not by those that waited for it)."""
         current = self._token
         if current is not None and self._fresh(current):
-            return current.token
+            return current.token, False
+        acquired = False
         async with self._lock:
             if not self._fresh(self._token):
                 try:
@@ -68,13 +74,14 @@ class TokenProvider:
                     self._token = current
                     self._acquired_at = acquired_at
                     self.acquisitions += 1
+                    acquired = True
                 except ClientAuthenticationError as exc:
                     raise AuthenticationFailed(
                         f"the identity platform refused the credential: {first_line(exc.message)}",
                         code="CredentialRejected",
                     ) from None
             assert self._token is not None
-            return self._token.token
+            return self._token.token, acquired
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` (Graph answered 401 to it): the next call acquires a new one."""

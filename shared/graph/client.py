@@ -20,7 +20,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -62,6 +62,7 @@ class RequestStats:
     waited_s: float = 0.0
     paced_requests: int = 0  # requests (and batch steps) under a service budget (Intune's)
     paced_s: float = 0.0  # time spent waiting for that budget instead of being throttled
+    token_acquisitions: int = 0  # tokens this caller acquired (a 401's renewal, an expiry)
     by_status: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class RequestStats:
             "waited_s": round(self.waited_s, 3),
             "paced_requests": self.paced_requests,
             "paced_s": round(self.paced_s, 3),
+            "token_acquisitions": self.token_acquisitions,
         }
 
 
@@ -145,16 +147,23 @@ class BearerAuth(httpx.Auth):
     (httpx/_auth.py). A second 401 is Graph's final word and reaches the caller as AuthenticationFailed.
     """
 
-    def __init__(self, tokens: TokenProvider) -> None:
+    def __init__(self, tokens: TokenProvider, acquired: Callable[[], None] | None = None) -> None:
         self.tokens = tokens
+        self.acquired = acquired  # told when this request's caller acquired a token (its statistics)
+
+    async def _token(self) -> str:
+        token, acquired = await self.tokens.fetch()
+        if acquired and self.acquired is not None:
+            self.acquired()
+        return token
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self.tokens.token()
+        token = await self._token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:
             self.tokens.invalidate(token)
-            request.headers["Authorization"] = f"Bearer {await self.tokens.token()}"
+            request.headers["Authorization"] = f"Bearer {await self._token()}"
             yield request
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -206,7 +215,7 @@ class GraphClient:
         self.policy = policy or RetryPolicy()
         self._default = CallContext(deadline)  # requests made outside any context()
         self._http = httpx.AsyncClient(
-            auth=BearerAuth(tokens),
+            auth=BearerAuth(tokens, self._on_token),
             verify=verify,
             timeout=httpx.Timeout(timeout_s, connect=30.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -256,6 +265,9 @@ class GraphClient:
     @deadline.setter
     def deadline(self, value: float | None) -> None:
         self.call.deadline = value
+
+    def _on_token(self) -> None:
+        self.call.stats.token_acquisitions += 1
 
     async def _on_request(self, request: httpx.Request) -> None:
         self.call.stats.http_calls += 1

@@ -343,6 +343,23 @@ async def test_concurrent_callers_sharing_one_client_keep_their_own_statistics_a
     assert client.stats.http_calls == 0  # nothing was made outside a context
 
 
+async def test_a_token_acquisition_counts_for_the_caller_that_made_it_only():
+    """A run's history says how many tokens *it* acquired, not how many the shared client has since the
+    process started (another run's renewals included)."""
+    tokens = TokenProvider(StaticCredential(), "https://graph.test/.default")
+    handler = lambda request: httpx.Response(200, json={"value": []})  # noqa: E731
+    async with GraphClient("https://graph.test", tokens, transport=httpx.MockTransport(handler)) as client:
+        async with client.context() as first:
+            await client.get_json("users")  # acquires the token
+        async with client.context() as second:
+            await client.get_json("users")  # the token is still fresh
+            tokens.invalidate(await tokens.token())
+            await client.get_json("users")  # acquires a new one
+    assert tokens.acquisitions == 2
+    assert (first.stats.token_acquisitions, second.stats.token_acquisitions) == (1, 1)
+    assert first.stats.as_dict()["token_acquisitions"] == 1
+
+
 @pytest.mark.parametrize(
     ("method", "status", "action"),
     [
