@@ -77,6 +77,12 @@ param storageSkuName string = 'Standard_ZRS'
 @description('Optional. Tags of every resource.')
 param tags object = {}
 
+@description('Optional. Application (client) ID of the Microsoft Entra app registration administrators sign in to the management page (/api/manage) with; it defines the Connector.Administrator app role, which Bicep cannot create (README, Deploy). Empty: App Service authentication is not configured and the page refuses every request; automation uses /api/mgmt with the admin key either way.')
+param adminClientId string = ''
+
+@description('Optional. Whether the admin import may store secret values in the Key Vault: the app\'s identity then gets Key Vault Secrets Officer (set secrets) instead of Key Vault Secrets User (read them). Off: an import that carries secret values is refused by Key Vault; imports of references only work either way.')
+param adminImportWritesSecrets bool = false
+
 @description('Optional. The function key Graph\'s change notifications carry (azd: NOTIFICATION_FUNCTION_KEY): stored in Key Vault before the app starts, and registered on the app by azure.yaml\'s postdeploy hook. Empty: change notifications need the manual step in the README.')
 @secure()
 param notificationFunctionKey string = ''
@@ -153,15 +159,17 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
-// The app's identity: storage data (host and connector), telemetry ingestion, secrets. The deployer: storage
-// data to store the configuration and read output, and Key Vault to put the Graph secret and the
-// notification key in.
+// The app's identity: storage data (host and connector), telemetry ingestion, secrets: reading them, or
+// also writing them where the admin import is to store secret values (least privilege otherwise). The
+// deployer: storage data to store the configuration and read output, and Key Vault to put the Graph secret
+// and the notification key in.
+var appKeyVaultRole = adminImportWritesSecrets ? 'Key Vault Secrets Officer' : 'Key Vault Secrets User'
 var appRoles = [
   'Storage Blob Data Owner'
   'Storage Queue Data Contributor'
   'Storage Table Data Contributor'
   'Monitoring Metrics Publisher'
-  'Key Vault Secrets User'
+  appKeyVaultRole
 ]
 var deployerRoles = [
   'Storage Blob Data Contributor'
@@ -236,6 +244,7 @@ module functionApp 'modules/functionapp.bicep' = {
     blobEndpoint: storage.outputs.BLOB_ENDPOINT
     deploymentContainerName: deploymentContainerName
     appSettings: union(hostSettings, connectorSettings)
+    adminClientId: adminClientId
     tags: allTags
   }
 }
@@ -277,6 +286,9 @@ output AZURE_TENANT_ID string = tenant().tenantId
 
 @description('The Function App\'s name.')
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.NAME
+
+@description('The Function App\'s URL; the management page is at /api/manage/, and the admin app registration\'s redirect URI is /.auth/login/aad/callback under it.')
+output AZURE_FUNCTION_APP_URL string = 'https://${functionApp.outputs.DEFAULT_HOST_NAME}'
 
 @description('Client ID of the app\'s managed identity: the Graph client with the managed_identity credential kind.')
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.CLIENT_ID

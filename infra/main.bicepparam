@@ -13,6 +13,11 @@ param graphTenantId = readEnvironmentVariable('GRAPH_TENANT_ID', 'contoso.onmicr
 param credentialKind = readEnvironmentVariable('GRAPH_CREDENTIAL_KIND', 'managed_identity')
 param graphClientId = readEnvironmentVariable('GRAPH_CLIENT_ID', '')
 
+// Administrators' sign-in to the management page (README, Deploy: the app registration and its
+// Connector.Administrator app role); empty: not configured. Secret values in admin imports: off by default.
+param adminClientId = readEnvironmentVariable('ADMIN_CLIENT_ID', '')
+param adminImportWritesSecrets = bool(readEnvironmentVariable('ADMIN_IMPORT_WRITES_SECRETS', 'false'))
+
 // The change-notification function key, generated once per environment (README, Deploy, step 5).
 param notificationFunctionKey = readEnvironmentVariable('NOTIFICATION_FUNCTION_KEY', '')
 

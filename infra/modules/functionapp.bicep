@@ -49,6 +49,9 @@ param tags object = {}
 @description('Optional. The azd service name in azure.yaml that deploys the code to this app.')
 param serviceName string = 'connector'
 
+@description('Optional. Application (client) ID of the Microsoft Entra app registration administrators sign in to the management page with (it defines the Connector.Administrator app role; README, Deploy). Empty: App Service authentication is not configured, and the page\'s route refuses every request.')
+param adminClientId string = ''
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: Zone redundancy of a Flex Consumption plan depends on the region; a zone outage costs a scheduled, checkpointed run a redelivery, not data.
   name: planName
@@ -108,6 +111,62 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: pythonVersion
+      }
+    }
+  }
+}
+
+// App Service authentication (Microsoft Entra ID) for the management page, /api/manage/{*path}. It is not
+// required globally: an unauthenticated request passes through (AllowAnonymous), so the function-key routes
+// (activities, change notifications, /api/mgmt with the admin key) work as before, since Functions' key
+// levels and App Service authentication do not combine on one route (azure-functions-host#11394). The page's
+// route checks the signed-in user itself: it reads X-MS-CLIENT-PRINCIPAL, which the platform sets and strips
+// from clients' requests, trusts it only where the platform sets WEBSITE_AUTH_ENABLED=True, and requires the
+// Connector.Administrator app role (shared/admin/access.py). No client secret: sign-in uses the OpenID
+// Connect implicit flow, so the app registration issues ID tokens, which carry the user's app roles. No token
+// store: the app reads only the principal header, not the provider's tokens.
+// https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad
+// https://learn.microsoft.com/azure/app-service/configure-authentication-user-identities
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(adminClientId)) {
+  // checkov:skip=CKV_AZURE_13: checkov reads the V1 authsettings schema (properties.enabled); this authsettingsV2 config turns authentication on with platform.enabled below.
+  // checkov:skip=CKV_AZURE_63: HTTP logging is a setting of the site's web config, not of this authsettingsV2 config; checkov applies its site checks to every sites/config, and the app logs to Application Insights.
+  // checkov:skip=CKV_AZURE_65: Detailed error messages are a setting of the site's web config, not of this authsettingsV2 config; the app logs to Application Insights.
+  // checkov:skip=CKV_AZURE_66: Failed request tracing is a setting of the site's web config, not of this authsettingsV2 config; the app logs to Application Insights.
+  // checkov:skip=CKV_AZURE_80: The .NET Framework version is a setting of the site's web config, not of this authsettingsV2 config; the app runs Python.
+  // checkov:skip=CKV_AZURE_88: Azure Files mounts are a setting of the site, not of this authsettingsV2 config; Flex Consumption deploys from blob storage.
+  // checkov:skip=CKV_AZURE_222: Public network access is a property of the site (skipped there, with its reason), not of this authsettingsV2 config.
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: adminClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          // The client id is always an allowed audience (ID tokens of the sign-in); this adds the app
+          // registration's default Application ID URI, for access tokens requested for it.
+          allowedAudiences: [
+            'api://${adminClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
       }
     }
   }

@@ -35,10 +35,15 @@ AZURE_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
 
 
 class AccessDenied(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    """``sign_in``: App Service authentication is on and the caller has not signed in yet, so a browser can
+    be sent to its sign-in (``/.auth/login/aad``): it is not required globally (``infra/``), so the
+    platform lets an anonymous request through to the app."""
+
+    def __init__(self, status: int, detail: str, *, sign_in: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.sign_in = sign_in
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class Access:
                 "cannot be trusted; sign-in is required",
             )
         if not principal:
-            raise AccessDenied(401, "not signed in")
+            raise AccessDenied(401, "not signed in", sign_in=True)
         try:
             data = json.loads(base64.b64decode(principal, validate=True))
             claims = data.get("claims") or []

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
@@ -28,6 +28,8 @@ from shared.admin.service import AdminService
 from shared.services import Services
 
 log = logging.getLogger(__name__)
+SIGN_IN = "/.auth/login/aad"  # App Service authentication's Microsoft Entra sign-in
+# https://learn.microsoft.com/azure/app-service/configure-authentication-customize-sign-in-out
 
 
 class AdminAccess(BaseHTTPMiddleware):
@@ -39,6 +41,10 @@ class AdminAccess(BaseHTTPMiddleware):
         try:
             caller = self.access.caller(request.headers)
         except AccessDenied as exc:
+            if exc.sign_in and request.method in ("GET", "HEAD") and "/v1/" not in request.url.path:
+                # A page, not the API: the browser signs in with App Service authentication and comes back.
+                back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{SIGN_IN}?post_login_redirect_uri={quote(back, safe='')}", 302)
             return api.problem(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", exc.detail)
         origin = request.headers.get("origin")
         if request.method not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != request.url.netloc:

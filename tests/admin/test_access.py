@@ -45,6 +45,28 @@ async def test_signed_in_caller_without_the_role_gets_403_and_with_it_gets_in(st
     assert admin.status_code == 200 and admin.json()["value"][0]["name"] == "local"
 
 
+async def test_a_page_sends_a_browser_that_has_not_signed_in_to_the_sign_in_and_back(stored):
+    """App Service authentication lets anonymous requests through (it is not required globally, so function
+    keys keep working): the page redirects to its Entra sign-in, the API answers 401."""
+    app = build_app(stored, mode="app_service", environ={"WEBSITE_AUTH_ENABLED": "True"}, root="/api/manage")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test") as http:
+        page = await http.get("/api/manage/?status=failed")
+        api = await http.get("/api/manage/v1/overview")
+        signed_in = await http.get("/api/manage/", headers={"X-MS-CLIENT-PRINCIPAL": principal(ADMIN_ROLE)})
+        unprotected = build_app(stored, mode="app_service", environ={}, root="/api/manage")
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=unprotected), base_url="http://app.test"
+        ) as other:
+            off = await other.get("/api/manage/")
+    assert page.status_code == 302
+    assert page.headers["location"] == (
+        "/.auth/login/aad?post_login_redirect_uri=%2Fapi%2Fmanage%2F%3Fstatus%3Dfailed"
+    )
+    assert api.status_code == 401 and "location" not in api.headers
+    assert signed_in.status_code == 200
+    assert off.status_code == 401  # authentication off: no sign-in to send anyone to
+
+
 async def test_post_from_another_origin_is_refused(stored):
     app = build_app(stored, mode="development", environ={}, root="/api/manage")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test") as http:

@@ -168,9 +168,68 @@ def test_role_assignments_are_one_loop_by_role_name_with_deterministic_names(mai
         if path.name != "roles.bicep":
             assert "Microsoft.Authorization/roleAssignments" not in path.read_text(), path.name
     known = {name.strip("'") for name in roles["variables"]["roleIds"]["value"]}
-    asked = set(main["variables"]["appRoles"]["value"]) | set(main["variables"]["deployerRoles"]["value"])
+    app_roles = set(main["variables"]["appRoles"]["value"]) - {"appKeyVaultRole"}
+    asked = app_roles | set(main["variables"]["deployerRoles"]["value"])
     asked |= {"Key Vault Secrets User", "Key Vault Secrets Officer"}
     assert asked <= known
+
+
+def test_the_app_writes_secrets_only_where_the_admin_import_stores_secret_values(main):
+    """The admin import sets secrets (Key Vault's Set Secret): the app's identity gets Key Vault Secrets
+    Officer only when the parameter asks for it, Key Vault Secrets User (read) otherwise, never both."""
+    parameter = main["parameters"]["adminImportWritesSecrets"]
+    assert parameter["type"] == "bool" and parameter["default"] is False
+    app_roles = main["variables"]["appRoles"]["value"]
+    assert "appKeyVaultRole" in app_roles
+    assert not {"Key Vault Secrets User", "Key Vault Secrets Officer"} & set(app_roles)
+    choice = main["variables"]["appKeyVaultRole"]["value"]["operator"]
+    assert choice == {
+        "type": "conditional",
+        "operands": {
+            "condition": "adminImportWritesSecrets",
+            "true_value": "Key Vault Secrets Officer",
+            "false_value": "Key Vault Secrets User",
+        },
+    }
+    params = (INFRA / "main.bicepparam").read_text()
+    assert "readEnvironmentVariable('ADMIN_IMPORT_WRITES_SECRETS', 'false')" in params
+
+
+def test_app_service_authentication_signs_in_administrators_without_locking_out_function_keys(main):
+    """Entra ID sign-in for the management page (shared/admin/access.py reads the principal header the
+    platform sets): configured only with the admin app registration's client id, never required globally
+    (the function-key routes stay reachable), with the registration's Application ID URI as an audience."""
+    from shared.admin.access import ADMIN_ROLE
+
+    app = module("functionapp")
+    assert app["parameters"]["adminClientId"]["default"] == ""
+    [auth] = [r["config"] for r in app["resources"].values() if r["type"] == "Microsoft.Web/sites/config"]
+    assert auth["condition"] == {
+        "operator": {
+            "type": "not",
+            "operands": {
+                "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": "adminClientId"}}}
+            },
+        }
+    }
+    config = auth["config"]
+    assert config["parent"] == "app" and config["name"] == "authsettingsV2"
+    properties = config["properties"]
+    assert properties["platform"] == {"enabled": True}
+    assert properties["globalValidation"] == {
+        "requireAuthentication": False,
+        "unauthenticatedClientAction": "AllowAnonymous",
+    }
+    entra = properties["identityProviders"]["azureActiveDirectory"]
+    assert entra["enabled"] is True and entra["registration"]["clientId"] == "adminClientId"
+    assert entra["registration"]["openIdIssuer"].endswith("${tenant().tenantId}/v2.0")
+    assert entra["validation"]["allowedAudiences"] == ["api://${adminClientId}"]
+    assert "clientSecretSettingName" not in entra["registration"]  # no secret: no app setting to add
+    assert main["modules"]["functionApp"]["config"]["params"]["adminClientId"] == "adminClientId"
+    assert "readEnvironmentVariable('ADMIN_CLIENT_ID', '')" in (INFRA / "main.bicepparam").read_text()
+    # The app role the page requires is the one the README tells administrators to create.
+    readme = (ROOT / "README.md").read_text()
+    assert f'"value": "{ADMIN_ROLE}"' in readme and "ADMIN_CLIENT_ID" in readme
 
 
 def _resource(parsed: dict[str, Any], kind: str) -> dict[str, Any]:
