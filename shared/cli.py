@@ -158,7 +158,9 @@ async def _enqueue(args: argparse.Namespace, environ: dict[str, str]) -> int:
     if task is not None and not task.enabled and not args.force:
         print(f"task {args.task} is disabled: add --force to run it anyway", file=sys.stderr)
         return 1
-    request = RunRequest(task=args.task, trigger="cli", force=args.force)
+    # The task's stable id, when known, keys the queued history row where the run's own rows go.
+    key = task.storage_key if task is not None else None
+    request = RunRequest(task=args.task, task_key=key, trigger="cli", force=args.force)
     await services.queue.enqueue(request)
     print(f"queued run {request.run_id} of {args.task}")
     return 0

@@ -1,6 +1,7 @@
 """At most one notification-started run per task per interval, agreed by every instance of the app.
 
-A row per task in the state table (PartitionKey ``_notifications``) holds the *slot*: when the last run this
+A row per task (keyed by its stable id when the caller gives it) in the state table (PartitionKey
+``_notifications``) holds the *slot*: when the last run this
 module queued is planned to start. A notification at ``now``:
 
 - if the slot is not behind ``now`` (a queued run starts no earlier than it), that run will see the change:
@@ -58,20 +59,33 @@ def _claim(table: TableClient, task: str, found: dict[str, Any] | None, slot: da
 
 
 async def request_run(
-    table: TableClient, queue: RunQueue, task: str, interval_s: int, now: datetime | None = None
+    table: TableClient,
+    queue: RunQueue,
+    task: str,
+    interval_s: int,
+    now: datetime | None = None,
+    *,
+    task_key: str | None = None,
 ) -> RunRequest | None:
-    """Queue the task's run unless a queued one starts after ``now``; returns what was queued."""
+    """Queue the task's run unless a queued one starts after ``now``; returns what was queued.
+
+    ``task_key``: the task's stable id (``ScheduledTask.storage_key``), when the caller knows it: the request
+    carries it, so the queued history row lands where the run's own rows go, and the slot row is keyed by it,
+    so a rename keeps the slot."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    slot_key = task_key or task
     for _ in range(ATTEMPTS):
-        found = await threads.call(_read, table, task)
+        found = await threads.call(_read, table, slot_key)
         slot = found["slot"].astimezone(UTC) if found and isinstance(found.get("slot"), datetime) else None
         if slot is not None and slot >= now:
             return None  # a queued run starts after this change (a run starts no earlier than planned)
         planned = now if slot is None else max(now, slot + timedelta(seconds=interval_s))
         run_id = new_run_id(planned)
-        if not await threads.call(_claim, table, task, found, planned, run_id):
+        if not await threads.call(_claim, table, slot_key, found, planned, run_id):
             continue  # another instance moved the slot: look again
-        request = RunRequest(task=task, run_id=run_id, trigger="notification", planned_at=planned)
+        request = RunRequest(
+            task=task, task_key=task_key, run_id=run_id, trigger="notification", planned_at=planned
+        )
         delay = max(0, round((planned - now).total_seconds()))
         await queue.enqueue(request, delay_s=delay)
         log.info("queued run %s of %s for a change notification (in %d s)", run_id, task, delay)

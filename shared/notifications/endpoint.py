@@ -89,11 +89,33 @@ async def receive(services: Services, query: Mapping[str, str], body: bytes) -> 
         log.warning(
             "%d notification item(s) with an unknown subscription or a wrong clientState ignored", ignored
         )
+    keys = await _task_keys(services, runs) if runs else {}
     for task, interval in sorted(runs.items()):
-        await debounce.request_run(services.state.table, services.queue, task, interval)
+        await debounce.request_run(
+            services.state.table, services.queue, task, interval, task_key=keys.get(task)
+        )
     for event, record in lifecycle:
         await _lifecycle(services, store, event, record)
     return ACCEPTED
+
+
+async def _task_keys(services: Services, names: Mapping[str, int]) -> dict[str, str]:
+    """The stable id of each named task (what its history, state and output are keyed by), from one read of
+    the stored configuration. A name it does not know (renamed since the upkeep last wrote the subscription's
+    tasks) or a configuration it cannot read is left out: that run is queued by name and records why it
+    cannot run, and the upkeep brings the subscription's tasks up to date."""
+    try:
+        config = await services.config_store.load()
+    except ValueError as exc:  # ConfigError among them: the stored configuration is invalid
+        log.warning("task ids for notified runs not resolved: %s", type(exc).__name__)
+        return {}
+    keys: dict[str, str] = {}
+    for name in names:
+        try:
+            keys[name] = config.task(name).storage_key
+        except KeyError:
+            continue
+    return keys
 
 
 async def _lifecycle(

@@ -451,6 +451,32 @@ async def test_concurrent_instances_queue_one_run_per_slot(services):
     assert [RunRequest.model_validate_json(m.content).run_id for m in visible] == [first.run_id]
 
 
+async def test_a_notified_run_of_a_renamed_task_is_queued_under_its_stable_id(graph, services):
+    """The endpoint passes the task's stable id with the request: the queued history row lands under the id,
+    where the run's own rows go (not under the new name), and the debounce slot is keyed by it too."""
+    from shared.notifications.endpoint import receive
+    from shared.notifications.store import SubscriptionRecord
+
+    await services.config_store.save(config(graph.info, name="staff", id="people"))  # renamed, id kept
+    record = SubscriptionRecord(
+        connector="local",
+        resource="users",
+        client_state="s3cret",
+        subscription_id="sub-1",
+        tasks={"staff": 5},
+    )
+    await SubscriptionStore(services.state.table).put(record)
+    body = {"value": [{"subscriptionId": "sub-1", "clientState": "s3cret", "changeType": "updated"}]}
+    assert (await receive(services, {}, json.dumps(body).encode())).status == 202
+    [message] = services.queue.queue.peek_messages(max_messages=32)
+    request = RunRequest.model_validate_json(message.content)
+    assert (request.task, request.task_key, request.trigger) == ("staff", "people", "notification")
+    queued = await services.history.get("people", request.run_id)
+    assert queued is not None and (queued.status, queued.trigger) == ("queued", "notification")
+    assert await services.history.list("staff") == []
+    assert services.state.table.get_entity(debounce.PARTITION, "people")["run_id"] == request.run_id
+
+
 # ------------------------------------------------------------------------------ pure parts, no services
 
 

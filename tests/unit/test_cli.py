@@ -3,6 +3,7 @@ environment, Azurite and the local Graph behind it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -197,3 +198,23 @@ def test_enqueue_puts_a_base64_run_request_on_the_queue(environ, tmp_path):
     [message] = queue.peek_messages()
     request = RunRequest.model_validate_json(base64.b64decode(message.content, validate=True))
     assert (request.task, request.run_id, request.trigger) == ("people", run_id, "cli")
+
+
+async def test_enqueue_records_the_queued_run_of_a_renamed_task_under_its_stable_id(
+    graph, services, environ, tmp_path
+):
+    """A task renamed in the admin keeps its id: the CLI's request carries it, so the queued history row
+    lands under the id, where the run's own rows go (not under the new name)."""
+    stored = task_config(graph.info, name="staff")
+    stored = stored.model_copy(update={"tasks": [stored.tasks[0].model_copy(update={"id": "people"})]})
+    await services.config_store.save(stored)
+    result = await asyncio.to_thread(cli, "enqueue", "staff", environ=environ, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split()[2]
+    queue = QueueClient.from_connection_string(environ["AzureWebJobsStorage"], environ["RUNS_QUEUE"])
+    [message] = queue.peek_messages()
+    request = RunRequest.model_validate_json(base64.b64decode(message.content, validate=True))
+    assert (request.task, request.task_key, request.run_id) == ("staff", "people", run_id)
+    queued = await services.history.get("people", run_id)
+    assert queued is not None and (queued.status, queued.trigger) == ("queued", "cli")
+    assert await services.history.list("staff") == []
