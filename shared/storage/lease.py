@@ -89,11 +89,17 @@ class TaskLease:
         third of a lease late."""
         if self.lost or self._lease is None:
             return not self.lost
-        try:
-            await threads.lease_call(self._lease.renew)
-        except Exception as exc:
-            log.error("lost the task lease: %s", exc)
-            self.lost = True
+        for attempt in range(1, 4):
+            try:
+                await threads.lease_call(self._lease.renew)
+                return True
+            except Exception as exc:
+                if not transient(exc) or attempt == 3:  # another holder, or storage unreachable throughout
+                    log.error("lost the task lease: %s", exc)
+                    self.lost = True
+                    return False
+                log.warning("renewing the task lease failed, retrying: %s", exc)
+                await asyncio.sleep(1.0)
         return not self.lost
 
     async def release(self) -> None:
