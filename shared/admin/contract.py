@@ -123,6 +123,7 @@ class SettingsAnswer(BaseModel):
     environment_types: list[str]
     version: str
     set_by: str
+    how_to_change: str  # read-only at run time: the deployment changes it (README, Administration)
 
 
 class OverviewAnswer(SettingsAnswer):

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, get_args
 
 from shared.admin.definitions import Definition, DefinitionStore, Kind, new_id
 from shared.admin.errors import (
@@ -30,6 +30,7 @@ from shared.admin.permissions import Need, needs_of
 from shared.config import Config, ConfigError, ConfigIssue, Connector, parse_config
 from shared.runs import RunRecord, RunRequest
 from shared.services import Services
+from shared.settings import EnvironmentType
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ VERSION = "0.10.0"
 RECENT_CALLS = timedelta(days=30)
 """An event task called within this long is in use by workflows: deleting it or changing its usage or
 mappings type needs an explicit force."""
+
+ENVIRONMENT_TYPE_CHANGE = (
+    "Read-only here: the alert rules' severities are deployed by Bicep from the same value, so changing the "
+    "app setting alone, or at run time, would make telemetry and the alerts disagree. Change it with the "
+    "deployment: azd env set ENVIRONMENT_TYPE <test|prod|demo|dev>, then azd provision (it sets the app "
+    "setting and the alert rules together, and the app restarts with the new value)."
+)
+"""Why the environment type is not editable on the page, and how to change it."""
 
 TaskStatus = str  # ok | failed | running | waiting | held | stopped | never run | not scheduled
 _STATUS_OF_RUN = {
@@ -473,10 +482,11 @@ class AdminService:
     def settings(self) -> dict[str, Any]:
         return {
             "environment_type": self.services.settings.environment_type,
-            "environment_types": ["test", "prod", "demo", "dev"],
+            "environment_types": list(get_args(EnvironmentType)),
             "version": VERSION,
-            "set_by": "the ENVIRONMENT_TYPE app setting (infra parameter environmentType); telemetry and "
-            "alert severities read it at start",
+            "set_by": "the ENVIRONMENT_TYPE app setting, deployed from the infra parameter environmentType; "
+            "telemetry reads it at start",
+            "how_to_change": ENVIRONMENT_TYPE_CHANGE,
         }
 
 

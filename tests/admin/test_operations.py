@@ -293,3 +293,21 @@ async def test_stop_during_a_delta_round_keeps_the_delta_links(client, stored):
     assert after.delta_links == before.delta_links and after.view == before.view and after.checkpoint is None
     assert not await StopRequests(stored.state.table).requested(task["id"], run_id)  # the request is used up
     assert (await run_task(stored, RunRequest(task="people"))).record.mode == "incremental"
+
+
+async def test_the_environment_type_is_shown_read_only_with_how_to_change_it(client, stored):
+    """Settings: the environment type is the ENVIRONMENT_TYPE app setting, which the alert rules' severities
+    are deployed from too, so the page shows it and says how to change it (the deployment), with no form."""
+    answer = (await client.get("/v1/settings")).json()
+    assert answer["environment_type"] == stored.settings.environment_type
+    assert answer["environment_types"] == ["test", "prod", "demo", "dev"]
+    assert "azd env set ENVIRONMENT_TYPE" in answer["how_to_change"]
+    assert "azd provision" in answer["how_to_change"] and "alert" in answer["how_to_change"]
+    page = await client.get("/settings")
+    assert page.status_code == 200
+    assert f"<strong>{stored.settings.environment_type}</strong>" in page.text
+    assert (
+        "azd env set ENVIRONMENT_TYPE" in page.text
+        and "would make telemetry and the alerts disagree" in page.text
+    )
+    assert "<form" not in page.text.split("<h1>Settings</h1>", 1)[1]  # nothing on the page changes it
