@@ -37,6 +37,9 @@ class MemberIds:
         self.extend(ids)
 
     def extend(self, ids: Iterable[str]) -> None:
+        ids = ids if isinstance(ids, list) else list(ids)
+        if ids and self._extend_guids(ids):
+            return
         for object_id in ids:
             raw = object_id.replace("-", "")
             if len(raw) == 32:
@@ -46,6 +49,25 @@ class MemberIds:
                 except ValueError:
                     pass
             self._other.append(object_id)
+
+    def _extend_guids(self, ids: list[str]) -> bool:
+        """A page of ids in one conversion when every one is a GUID in the usual form (Graph's are): the
+        same bytes as one by one, without a Python step per id (ten million of them at a million users)."""
+        n = len(ids)
+        joined = "".join(ids)
+        if len(joined) != 36 * n or set(map(len, ids)) != {36} or joined.count("-") != 4 * n:
+            return False
+        dashes = "-" * n
+        if any(joined[at::36] != dashes for at in (8, 13, 18, 23)):
+            return False
+        try:
+            packed = bytes.fromhex(joined.replace("-", ""))
+        except ValueError:
+            return False
+        if len(packed) != 16 * n:  # fromhex skips whitespace
+            return False
+        self._packed += packed
+        return True
 
     def __len__(self) -> int:
         return len(self._packed) // 16 + len(self._other)
@@ -96,9 +118,12 @@ class MemberIds:
         count = len(packed) // 16
         if not count:
             return b"[]"
-        buckets = [bytearray() for _ in range(256)]
-        for i in range(0, len(packed), 16):
-            buckets[packed[i]] += packed[i : i + 16]
+        if count <= 65536:  # sorted at once (small groups: per-bucket steps would cost more than they save)
+            buckets = [bytearray(packed)]
+        else:  # a first byte at a time: a very large group is never all in 16-byte objects at once
+            buckets = [bytearray() for _ in range(256)]
+            for i in range(0, len(packed), 16):
+                buckets[packed[i]] += packed[i : i + 16]
         width = 39  # "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
         out = bytearray(1 + width * count)
         out[0] = ord("[")
@@ -146,9 +171,9 @@ class IdCollector:
     def add(self, items: list[dict[str, Any]]) -> None:
         only = self.only_type
         if only is None:
-            self.ids.extend(item["id"] for item in items)
+            self.ids.extend([item["id"] for item in items])
         else:
-            self.ids.extend(item["id"] for item in items if item.get("@odata.type", only) == only)
+            self.ids.extend([item["id"] for item in items if item.get("@odata.type", only) == only])
 
 
 @dataclass

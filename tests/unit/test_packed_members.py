@@ -65,3 +65,23 @@ def test_a_view_line_parses_with_its_member_ids_packed() -> None:
     # Another form than the connector writes (not ids, a nested key of the same name): parsed the plain way.
     odd = encode_line({"id": "g2", "attributes": {"members": ["x"], "other": {"members": ids[:2]}}})
     assert parse_packed(odd, ["members"]) == json.loads(odd)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        [],
+        ["not-a-guid"],
+        ["0123456789abcdef0123456789abcdef"],  # no dashes
+        ["01234567-89ab-cdef-0123-456789abcde", "01234567-89ab-cdef-0123-456789abcdef0"],  # 35 and 37
+        ["01234567-89ab-cdef-0123-456789abcd f"],  # whitespace
+        ["0123456789-ab-cdef-0123-456789abcdef"],  # dashes elsewhere
+    ],
+)
+def test_a_page_of_ids_packs_as_its_ids_one_by_one(odd: list[str]) -> None:
+    ids = _ids(50, 4) + [i.upper() for i in _ids(3, 5)] + odd
+    one_by_one = MemberIds()
+    for object_id in ids:
+        one_by_one.extend([object_id])
+    at_once = MemberIds(ids)
+    assert (at_once._packed, at_once._other) == (one_by_one._packed, one_by_one._other)
