@@ -2,7 +2,7 @@
 
 Three ways in, one per way the app is hosted (:class:`Access`, chosen where the app is built):
 
-- ``function_key``: the ``admin/{*path}`` route of the Function App has auth level ADMIN, so the Functions
+- ``function_key``: the ``mgmt/{*path}`` route of the Function App has auth level ADMIN, so the Functions
   host lets a request through only with the app's master (admin-level) key; the app trusts that check and
   reads no header. For automation.
 - ``app_service``: the ``manage/{*path}`` route (auth level ANONYMOUS) behind App Service authentication
