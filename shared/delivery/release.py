@@ -323,7 +323,7 @@ async def deliver_run(
                     )
                 }
             )
-            _check(lease)
+            await _check(lease)
             await _save(store, task.storage_key, state, read=read)
             report.status, report.info = "held", held
             log.warning("deletion guard: run held: %s", held)
@@ -338,7 +338,7 @@ async def deliver_run(
             _record_delivery(task, connector, record.run_id, report, "failed")
             raise
         _record_delivery(task, connector, record.run_id, report, "succeeded")
-        _check(lease)
+        await _check(lease)
         await _advance(services, task.storage_key, state, changes.view, _base(state), started)
         report.status = "succeeded"
         if state.held is not None:
@@ -375,8 +375,9 @@ def _record_delivery(
     )
 
 
-def _check(lease: TaskLease | None) -> None:
-    if lease is not None and lease.lost:
+async def _check(lease: TaskLease | None) -> None:
+    """Only the lease's holder advances the task cache: renewed now (the renewer notices a loss late)."""
+    if lease is not None and not await lease.confirm():
         raise RuntimeError("the task lease was lost: not advancing the task cache")
 
 

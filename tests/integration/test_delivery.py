@@ -572,6 +572,31 @@ async def test_a_load_the_receiver_took_but_the_cache_did_not_record_is_not_sent
     assert (await delivery_store(services).get("people")).delivered.run_id == second.run_id
 
 
+async def test_a_lease_taken_during_the_load_keeps_the_cache_even_before_the_renewer_notices(
+    graph, control, services, receiver
+):
+    """Another process takes the task over during the load, and the run's background renewal has not run since:
+    the run still does not advance the cache (the lease is renewed right before, and that fails)."""
+    from azure.storage.blob import BlobLeaseClient
+
+    config = delivery_config(graph.info, receiver.url, endpoint={"batch_size": 15})
+    lock = services.leases.get_blob_client("people.lock")
+    second = BlobLeaseClient(lock)
+
+    def take_the_lease(batch) -> None:
+        if len(receiver.applied) == 3:  # the last batch
+            receiver.on_apply = None
+            BlobLeaseClient(lock).break_lease(lease_break_period=0)
+            second.acquire(lease_duration=60)
+
+    receiver.on_apply = take_the_lease
+    lost = await run(services, config, expect="failed")
+    assert "lease was lost" in lost.error and lost.load.counts["batches_sent"] == 3
+    assert (await delivery_store(services).get("people")).delivered is None  # the cache stayed
+    assert lock.get_blob_properties().lease.state == "leased"  # still the second holder's
+    second.release()
+
+
 async def test_a_run_the_queue_gave_up_on_delivers_its_failure_record(graph, services, receiver):
     from shared.extract.poison import record_poisoned
 
