@@ -134,6 +134,9 @@ class TaskRun:
     # ----------------------------------------------------------------------------------- execution
     async def execute(self, record: RunRecord) -> None:
         self.state = await self.services.state.get(self.task.storage_key)
+        if self.state.view is not None and self.state.view.run_id == record.run_id:
+            await self._committed_before(record)
+            return
         self.checkpoints.resume(self.state)
         client = self.services.graph(self.connector)  # resolves the connector's secret references
         deadline = time.monotonic() + self.services.settings.run_deadline_s
@@ -142,6 +145,21 @@ class TaskRun:
                 await self._execute(record, client)
             finally:
                 record.requests = call.stats.as_dict()  # this run's own, token acquisitions included
+
+    async def _committed_before(self, record: RunRecord) -> None:
+        """The queue delivered this run again after it had committed (its history row was not written): its
+        view is the task's current one. Reading again would rewrite that view's files in place, under the
+        delivery that may already name them; the run goes on to its delivery with what it committed."""
+        assert self.state.view is not None
+        log.info("this run committed before (a repeated delivery): not reading again, going on to delivery")
+        record.files = dict(self.state.view.files)
+        manifest = await blobs.get_json(self.services.extracts, f"{self.prefix}/manifest.json")
+        if isinstance(manifest, dict):
+            record.mode = manifest.get("mode")
+            record.resync_reason = manifest.get("resync_reason")
+            record.counts = {
+                name: RunCounts.model_validate(c) for name, c in (manifest.get("counts") or {}).items()
+            }
 
     async def _execute(self, record: RunRecord, client: GraphClient) -> None:
         context = RelationContext(FanOut(client, self.services.settings.graph_concurrency))

@@ -669,13 +669,6 @@ async def test_a_mark_carries_the_key_value_of_a_task_keyed_by_another_attribute
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "shared/extract/runner.py re-runs the extract of a redelivered run that had committed, in the same run "
-        "folder: the delivered view's file is rewritten before delivery names the objects that left it"
-    ),
-)
 async def test_a_run_redelivered_after_its_delivery_but_before_its_history_row_still_marks(
     graph, control, services, receiver
 ):
