@@ -46,7 +46,9 @@ class StreamSpec:
     collection: str  # the collection's path under /v1.0 ("users", "devices")
     key: str = "id"  # the property that identifies an object in Graph (joins, delta, the view)
     delta: bool = True  # Graph offers ``{collection}/delta``
-    watermark: str | None = None  # no delta: a timestamp property for incremental rounds (shared.extract.generic)
+    watermark: str | None = (
+        None  # no delta: a timestamp property for incremental rounds (shared.extract.generic)
+    )
     relations: Mapping[str, RelationFactory] = field(default_factory=lambda: MappingProxyType({}))
     scopings: tuple[ScopingFactory, ...] = ()
     page_size: int = PAGE_SIZE

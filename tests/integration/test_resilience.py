@@ -118,7 +118,11 @@ async def test_a_killed_run_leaves_the_last_output_and_the_redelivered_run_resum
         await asyncio.sleep(0.05)
         assert not task.done(), task.result()
         checkpoint = (await services.state.get("people")).checkpoint
-        if checkpoint is not None and "users" in checkpoint.streams and checkpoint.streams["users"].read >= 500:
+        if (
+            checkpoint is not None
+            and "users" in checkpoint.streams
+            and checkpoint.streams["users"].read >= 500
+        ):
             break
     task.cancel()  # the worker is recycled mid-run
     with pytest.raises(asyncio.CancelledError):
@@ -293,7 +297,11 @@ async def test_a_killed_group_read_resumes_without_losing_or_repeating_groups(
         await asyncio.sleep(0.05)
         assert not task.done(), task.result()
         checkpoint = (await services.state.get("people")).checkpoint
-        if checkpoint is not None and "groups" in checkpoint.streams and checkpoint.streams["groups"].read >= 100:
+        if (
+            checkpoint is not None
+            and "groups" in checkpoint.streams
+            and checkpoint.streams["groups"].read >= 100
+        ):
             break
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
