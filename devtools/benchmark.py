@@ -259,14 +259,15 @@ def count_staged_bytes() -> Any:
     stage_block = BlobClient.stage_block
 
     def counting(self: Any, block_id: str, data: Any, *args: Any, **kwargs: Any) -> Any:
-        kind = self.blob_name.rsplit("/", 2)[-2] + "/" + self.blob_name.rsplit("/", 1)[-1].split(".")[-1]
+        parts = self.blob_name.split("/")
+        kind = "/".join(parts[-2:]) if len(parts) > 1 and parts[-2] == "cache" else parts[-1]
         staged[kind] = staged.get(kind, 0) + len(data)
         return stage_block(self, block_id, data, *args, **kwargs)
 
     BlobClient.stage_block = counting  # type: ignore[method-assign]
 
     def since() -> dict[str, int]:
-        """Bytes staged since the last call, by the blob's folder and extension ("{run}/jsonl", "cache/...")."""
+        """Bytes staged since the last call, by file (``users.jsonl``, ``changes.jsonl``, ``cache/...``)."""
         value = dict(staged)
         staged.clear()
         return value
