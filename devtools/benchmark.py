@@ -172,6 +172,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
                 control.clear_requests()
                 staged_bytes()
                 graph_cpu_before = control.requests()["process_cpu_s"]
+                _reset_peak_rss()  # each run's own peak (Linux), not the process's so far
                 before = resource.getrusage(resource.RUSAGE_SELF)
                 started = time.perf_counter()
                 outcome = await run_task(services, RunRequest(task="bench"), config=config)
@@ -239,6 +240,15 @@ def _process_rss_mb(pid: int, field: str = "VmRSS") -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _reset_peak_rss() -> None:
+    """Reset this process's peak RSS (Linux: ``clear_refs`` 5 resets VmHWM, which ``ru_maxrss`` reports), so a
+    run's peak is its own; elsewhere the peak stays the process's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def _process_cpu_s(pid: int) -> float:
