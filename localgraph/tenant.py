@@ -113,7 +113,7 @@ class DirObject:
     def pack(self) -> None:
         """Keep the properties packed (until the first change)."""
         if type(self._props) is dict:
-            self._props = _pack(self._props)  # type: ignore[arg-type]
+            self._props = _pack(self._props)
 
     @property
     def odata_type(self) -> str:
@@ -135,7 +135,7 @@ class ObjectList(Sequence[DirObject]):
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [self._objects[object_id] for object_id in self._ids[index]]
         return self._objects[self._ids[index]]
