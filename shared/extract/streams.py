@@ -117,12 +117,15 @@ class Stream:
 
         Settings that only steer delivery are left out: where the platform stores the records (target
         template and folder, in the manifest and batch headers) and the deletion marking (applied to the
-        delivered view by shared/delivery); changing them never changes a record of the view. Settings at
+        delivered view by shared/delivery); changing them never changes a record of the view. A generic
+        selection's ``watermark_overlap_s`` is left out as well: it only widens the window a watermark round
+        reads again (an item read twice is the same record), so changing it keeps applying changes. Settings at
         their default are left out too, so a release that adds a setting (with a default that keeps today's
         records) changes no task's fingerprint; one that changes what a default does, or this format, raises
         :data:`shared.extract.planning.FINGERPRINT_VERSION`."""
         canonical = self.selection.model_dump_json(
-            exclude={"target_template", "target_folder", "deletion_marking"}, exclude_defaults=True
+            exclude={"target_template", "target_folder", "deletion_marking", "watermark_overlap_s"},
+            exclude_defaults=True,
         )
         return hashlib.sha256((canonical + self.name).encode()).hexdigest()[:16]
 

@@ -87,3 +87,23 @@ def test_a_release_that_adds_a_setting_with_a_default_changes_no_fingerprint() -
     assert task_fingerprint([Stream(USERS, later)]) == task_fingerprint([Stream(USERS, task.users)])
     changed = NextUserSelection.model_validate({**task.users.model_dump(), "photo_size": 96})
     assert task_fingerprint([Stream(USERS, changed)]) != task_fingerprint([Stream(USERS, task.users)])
+
+
+def test_a_changed_watermark_overlap_keeps_applying_changes() -> None:
+    """The overlap only widens the window a watermark round reads again; the records are the same."""
+    document = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    before = parse_config(document).task("contoso-managed-devices")
+    for task in document["tasks"]:
+        if task["name"] == "contoso-managed-devices":
+            task["generic"]["watermark_overlap_s"] = 900
+    after = parse_config(document).task("contoso-managed-devices")
+    assert isinstance(before, ScheduledTask) and isinstance(after, ScheduledTask)
+    assert after.generic is not None and after.generic.watermark_overlap_s == 900
+    assert task_fingerprint(task_streams(after)) == task_fingerprint(task_streams(before))
+    changed = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for task in changed["tasks"]:
+        if task["name"] == "contoso-managed-devices":
+            task["generic"]["timestamp_property"] = "enrolledDateTime"
+    other = parse_config(changed).task("contoso-managed-devices")
+    assert isinstance(other, ScheduledTask)
+    assert task_fingerprint(task_streams(other)) != task_fingerprint(task_streams(before))
