@@ -273,9 +273,9 @@ async def deliver_run(
     record.load = report
     store = delivery_store(services)
     deadline = time.monotonic() + services.settings.run_deadline_s
-    streams = streams_of(task, files, selections)
-    state = await store.get(task.storage_key)
     try:
+        streams = streams_of(task, files, selections)
+        state = await store.get(task.storage_key)  # a storage error here is a failed load too
         if cache.daily_clear_due(state, task.delivery.cache_clear_hours, started):
             log.info("task cache cleared (daily, at %s UTC)", task.delivery.cache_clear_hours)
             state = cache.cleared(state, started)

@@ -685,3 +685,20 @@ async def test_a_run_redelivered_after_its_delivery_but_before_its_history_row_s
     await run(services, config, run_id=crashed.run_id, trigger="timer")  # the queue delivers it again
     await run(services, config)
     assert [(r["op"], r["id"]) for r in delivered(receiver, sent)] == [("mark", gone)]
+
+
+async def test_a_storage_error_reading_the_delivery_state_is_a_failed_load_with_its_history(
+    graph, services, receiver
+):
+    """The task's delivery state is read inside the load's own error handling: a storage error there fails
+    the load (the extract stays committed), and the run's history row says so."""
+    from shared.storage.delivery import ROW_KEY
+
+    config = delivery_config(graph.info, receiver.url)
+    await run(services, config)
+    services.state.table.upsert_entity({"PartitionKey": "people", "RowKey": ROW_KEY, "state": "{not json"})
+    failed = await run(services, config, expect="failed")
+    assert failed.extract.status == "succeeded" and failed.load.status == "failed"
+    assert failed.load.info.startswith("load failed: ValidationError")
+    stored = await services.history.get("people", failed.run_id)
+    assert stored.status == "failed" and stored.load.status == "failed"
