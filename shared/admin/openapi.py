@@ -1,6 +1,6 @@
 """The admin API's part of the OpenAPI document: its paths (under ``/api/mgmt``, the admin-key route) and
-schemas, generated from :mod:`shared.admin.contract` and added to the activities' document by
-:func:`shared.activities.openapi.build` (one document for the app). Operations are tagged ``admin``."""
+schemas, generated from :mod:`shared.admin.contract` and added to the app's one document by
+:func:`shared.openapi.build`. Operations are tagged ``admin``."""
 
 from __future__ import annotations
 
