@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote
 
 from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient, decode_body
 
@@ -241,11 +242,19 @@ class FanOut:
     async def results(self, ids: Iterable[str], path: str) -> dict[str, Any]:
         """The answer to ``path`` for each id as Graph gives it (a sub-query's): an object without its OData
         annotations, or a collection's items over all its pages (a list); ``None`` if not found."""
+        return await self._results(ids, lambda object_id: _fill(path, object_id))
+
+    async def answers(self, paths: Iterable[str]) -> dict[str, Any]:
+        """Like :meth:`results`, for requests whose paths are complete already (placeholders filled and
+        percent-encoded by the caller: shared/extract/subqueries.py), keyed by path."""
+        return await self._results(paths, lambda path: path)
+
+    async def _results(self, keys: Iterable[str], make_path: Callable[[str], str]) -> dict[str, Any]:
         results: dict[str, Any] = {}
 
         async def chunk(chunk_ids: list[str]) -> None:
             follow = []
-            for object_id, body in (await self._batch(chunk_ids, path)).items():
+            for object_id, body in (await self._steps(chunk_ids, make_path)).items():
                 if body is None:
                     results[object_id] = None
                 elif _is_collection(body):
@@ -257,11 +266,16 @@ class FanOut:
                     results[object_id] = {k: v for k, v in body.items() if not k.startswith("@odata")}
             await asyncio.gather(*(self._rest(collector, link) for collector, link in follow))
 
-        await asyncio.gather(*(chunk(c) for c in _chunks(ids)))
+        await asyncio.gather(*(chunk(c) for c in _chunks(keys)))
         return results
 
     async def _batch(self, ids: list[str], path: str) -> dict[str, dict[str, Any] | None]:
-        steps = [BatchStep(str(i), path.format(id=object_id)) for i, object_id in enumerate(ids)]
+        return await self._steps(ids, lambda object_id: _fill(path, object_id))
+
+    async def _steps(
+        self, ids: list[str], make_path: Callable[[str], str]
+    ) -> dict[str, dict[str, Any] | None]:
+        steps = [BatchStep(str(i), make_path(object_id)) for i, object_id in enumerate(ids)]
         async with self._gate:
             answers = await self.client.batch(steps)
         bodies: dict[str, dict[str, Any] | None] = {}
@@ -278,6 +292,12 @@ class FanOut:
     async def _rest(self, collector: Collector, link: str) -> None:
         async for page in self.client.pages(link):
             collector.add(page.items)
+
+
+def _fill(path: str, object_id: str) -> str:
+    """``path`` with ``{id}`` replaced by the percent-encoded id: a generic collection's key need not be a
+    GUID, and a ``/``, ``?`` or ``#`` in it must not add a path segment or a query."""
+    return path.replace("{id}", quote(object_id, safe=""))
 
 
 def _is_collection(body: Any) -> bool:

@@ -146,7 +146,7 @@ class SubQueries:
             item_id: [concrete_path(sub_query.path, obj) for obj in objs] for item_id, objs in parents.items()
         }
         wanted = sorted({path for paths in concrete.values() for path in paths if path is not None})
-        answers = await self.context.fanout.results(wanted, "{id}") if wanted else {}
+        answers = await self.context.fanout.answers(wanted) if wanted else {}
         children: dict[str, list[dict[str, Any]]] = {}
         for item_id, paths in concrete.items():
             if parent_result is not None and not isinstance(parent_result.get(item_id), list):

@@ -65,3 +65,12 @@ async def test_a_sub_query_gathers_objects_and_objects_are_fetched_by_id(fanout,
         u["id"]: u["displayName"] for u in users[:3]
     }
     assert not any(key.startswith("@odata") for v in fetched.values() if v for key in v)
+
+
+async def test_ids_are_percent_encoded_into_the_paths(fanout, control):
+    """A generic collection's key need not be a GUID: a ``#`` or ``?`` in it stays inside its path segment."""
+    user = control.objects("users")[0]["id"]
+    odd = f"{user}#x"  # unencoded, the rest of the path would be a fragment and this would read the user
+    found = await fanout.objects([user, odd], "/users/{id}?$select=id")
+    assert found[user] == {"id": user}
+    assert found[odd] is None
