@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.config import ScheduledTask
 from shared.delivery.batches import Batch, BatchHeader
+from shared.graph.errors import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ MAX_ERROR_TEXT = 8_000
 
 
 def log_failure(task: str, run_id: str, status: str, error: str) -> None:
+    """The event carries the error text with UPN-like tokens redacted (Graph's messages can name a user);
+    the history and the failure record keep it whole, for the administrators who act on it."""
+    error = redact_text(error)
     log.error(
         "%s: run %s of %s %s: %s",
         FAILURE_EVENT,

@@ -36,6 +36,7 @@ from shared.delivery.housekeeping import prune_runs
 from shared.delivery.load import Receiver
 from shared.delivery.removals import reasons_for
 from shared.graph.client import GraphClient
+from shared.graph.errors import redact_text
 from shared.retry import RetryPolicy
 from shared.runs import PhaseReport, RunRecord
 from shared.services import Services
@@ -347,7 +348,7 @@ async def deliver_run(
             )
         return DeliveryOutcome("succeeded")
     except Exception as exc:  # the extract is committed: a failed load is reported, never raised
-        log.warning("delivery failed: %s: %s", type(exc).__name__, exc)
+        log.warning("delivery failed: %s: %s", type(exc).__name__, redact_text(str(exc)))
         error = f"load failed: {type(exc).__name__}: {exc}"
         report.status, report.info = "failed", error
         await notify_failure(services, task, connector, record, "failed", error)

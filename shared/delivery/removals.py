@@ -114,7 +114,7 @@ async def reasons_for(
         try:
             reasons.update(await look_up(client, rest, concurrency=concurrency, collection=collection))
         except GraphError as exc:
-            log.warning("removal reasons could not be looked up (%s): marked as unknown", exc)
+            log.warning("removal reasons could not be looked up (%s): marked as unknown", exc.redacted())
     for object_id in rest:
         reasons.setdefault(object_id, UNKNOWN)
     return reasons

@@ -352,7 +352,7 @@ async def _run_task(
     except Exception as exc:
         retriable = transient(exc)
         if isinstance(exc, GraphError):
-            log.warning("run failed: %s", exc)
+            log.warning("run failed: %s", exc.redacted())  # the history keeps Graph's whole message
         else:
             log.exception("run failed")
         if not retriable and not lease.lost:

@@ -8,6 +8,7 @@ failed response's status; everything else catches these classes or asks for thei
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -46,11 +47,22 @@ class GraphError(Exception):
         self.url = url
 
     def __str__(self) -> str:
+        return self._text(self.message)
+
+    def _text(self, message: str) -> str:
         where = f" ({self.method} {self.url})" if self.method else ""
         ident = f" [request-id {self.request_id}]" if self.request_id else ""
         status = f"{self.status} " if self.status else ""
         code = f"{self.code}: " if self.code else ""
-        return f"{status}{code}{self.message}{where}{ident}"
+        return f"{status}{code}{message}{where}{ident}"
+
+    def redacted(self) -> str:
+        """The text to log: as ``str()``, with UPN-like tokens in Graph's message replaced
+        (:func:`redact_text`; the URL is redacted already). ``str()`` keeps Graph's message whole: it is what
+        the run history and the failure record show administrators, who need to know which object failed
+        (they can read the objects anyway); logs travel further (Application Insights) and keep nothing
+        personal."""
+        return self._text(redact_text(self.message))
 
     def detail_codes(self) -> set[str]:
         return {str(d.get("code")) for d in self.details if isinstance(d, dict)}
@@ -216,3 +228,13 @@ def redact_url(url: str) -> str:
 
 def _redact_segment(segment: str) -> str:
     return REDACTED if "@" in unquote(segment) else segment
+
+
+# A UPN or mail address in free text: a token with an "@" (or "%40") inside, the rule redact_url applies to a
+# path segment. Quotes, brackets, commas and whitespace end a token ("Resource 'jo@contoso.com' does not exist").
+_UPN_LIKE = re.compile(r"[^\s'\"()<>\[\]{},;]+(?:@|%40)[^\s'\"()<>\[\]{},;]+", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """``text`` safe to log: UPN-like tokens (anything with an ``@`` inside) replaced, as in URLs."""
+    return _UPN_LIKE.sub(REDACTED, text)

@@ -246,6 +246,28 @@ async def test_a_401_renews_the_token_once(client, control):
     assert client.tokens.acquisitions == 2
 
 
+async def test_logged_graph_errors_name_no_upn_but_the_history_keeps_the_message(client, caplog):
+    """Graph's message can name the user ("Resource 'jo@…' does not exist"): the text logged for it (and the
+    failure event) leaves UPN-like tokens out, as logged URLs do; str() keeps it for the run history."""
+    import logging
+
+    from shared.delivery.failures import log_failure
+    from shared.graph.errors import NotFound
+
+    upn = "nobody.here@contoso-test.example"
+    with pytest.raises(NotFound) as missing:
+        await client.get_json(f"users/{upn}")
+    error = missing.value
+    assert upn in error.message and upn in str(error)  # what the history shows administrators
+    assert upn not in error.redacted() and "nobody" not in error.redacted()
+    assert error.redacted().startswith("404 Request_ResourceNotFound: ")
+    caplog.set_level(logging.ERROR, logger="shared.delivery.failures")
+    log_failure("people", "r1", "failed", f"{type(error).__name__}: {error}")
+    [event] = caplog.records
+    assert upn not in event.getMessage() and upn not in event.error_text
+    assert "Request_ResourceNotFound" in event.error_text
+
+
 # ------------------------------------------------------------------ what no real server does: mocks
 
 
