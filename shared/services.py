@@ -34,6 +34,7 @@ class Services:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     _tokens: dict[str, tuple[str, TokenProvider]] = field(default_factory=dict)
     _graphs: dict[str, tuple[str, asyncio.AbstractEventLoop, GraphClient]] = field(default_factory=dict)
+    _retired: list[tuple[asyncio.AbstractEventLoop, GraphClient]] = field(default_factory=list)
 
     @cached_property
     def storage(self) -> StorageClients:
@@ -90,13 +91,15 @@ class Services:
         """THE Graph client of a connector in this process: one connection pool, shared by every run and
         activity (each opens its own ``client.context(deadline=...)`` for its deadline and statistics).
 
-        A changed connector definition gets a new client; so does another event loop (an httpx pool
-        belongs to the loop it was opened on).
+        A changed connector definition gets a new client, and the old one is retired: closed (with its
+        credential) once the callers using it are done (``GraphClient.retire``); another event loop gets a new
+        client too (an httpx pool belongs to the loop it was opened on).
         """
         signature = connector.model_dump_json()
         loop = asyncio.get_running_loop()
         cached = self._graphs.get(connector.name)
         if cached is None or cached[0] != signature or cached[1] is not loop or cached[2].closed:
+            old = cached[2] if cached is not None and cached[1] is loop and not cached[2].closed else None
             client = GraphClient(
                 connector.graph_root,
                 self.tokens(connector),
@@ -113,6 +116,9 @@ class Services:
             )
             cached = (signature, loop, client)
             self._graphs[connector.name] = cached
+            if old is not None:  # a connector edit: close the old pool once its callers are done
+                old.retire(close_tokens=old.tokens is not client.tokens)
+                self._retired = [(owner, c) for owner, c in self._retired if not c.closed] + [(loop, old)]
         return cached[2]
 
     async def aclose(self) -> None:
@@ -122,6 +128,10 @@ class Services:
             if owner is loop:
                 await client.close()
                 del self._graphs[name]
+        for client in [c for owner, c in self._retired if owner is loop]:
+            if not client.closed:  # replaced clients still in their grace period
+                await client.close()
+        self._retired = [(owner, c) for owner, c in self._retired if owner is not loop]
 
     def graph_verify(self) -> ssl.SSLContext | bool:
         bundle = self.settings.ca_bundle

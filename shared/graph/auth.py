@@ -67,7 +67,9 @@ class TokenProvider:
             if not self._fresh(self._token):
                 try:
                     if self._stale_credential and self._renew is not None:
-                        self._credential = await asyncio.to_thread(self._renew)
+                        old, self._credential = self._credential, await asyncio.to_thread(self._renew)
+                        # Only this lock's holder calls the credential: nobody uses the old one now.
+                        await asyncio.to_thread(_close, old)
                     self._stale_credential = False
                     acquired_at = time.time()
                     current = await asyncio.to_thread(self._credential.get_token, self._scope)
@@ -83,11 +85,24 @@ class TokenProvider:
             assert self._token is not None
             return self._token.token, acquired
 
+    async def close(self) -> None:
+        """Close the credential (its HTTP session to the identity platform), once no call can use it: after
+        the client using this provider was closed (``GraphClient.retire``)."""
+        async with self._lock:
+            await asyncio.to_thread(_close, self._credential)
+
     def invalidate(self, token: str) -> None:
         """Forget ``token`` (Graph answered 401 to it): the next call acquires a new one."""
         if self._token is not None and self._token.token == token:
             self._token = None
             self._stale_credential = True
+
+
+def _close(credential: TokenCredential) -> None:
+    """Close an azure-identity credential (its transport session); credentials without ``close`` hold none."""
+    close = getattr(credential, "close", None)
+    if callable(close):
+        close()
 
 
 def first_line(text: str | None) -> str:

@@ -46,6 +46,9 @@ from shared.retry import IDEMPOTENT, RetryPolicy, parse_retry_after
 log = logging.getLogger(__name__)
 
 MAX_BATCH_STEPS = 20  # Graph's limit per $batch [docs/graph-behaviour.md section 4]
+# A replaced client (Services.graph after a connector edit) stays open at least this long: a caller handed it
+# just before the edit may not have opened its context yet.
+RETIRE_GRACE_S = 60.0
 API_VERSION = "v1.0"
 QUERY_SAFE = "$'(),:/@*"  # left as is in query values, as Graph's own links do
 
@@ -224,9 +227,30 @@ class GraphClient:
             http2=False,
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
+        self._open_contexts = 0
+        self._retired_until: float | None = None  # set by retire(): not closed before this monotonic time
+        self._close_tokens = False
+        self._closing: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         await self._http.aclose()
+        if self._close_tokens:
+            await self.tokens.close()
+
+    def retire(self, *, grace_s: float | None = None, close_tokens: bool = False) -> None:
+        """This client was replaced: close it (and, with ``close_tokens``, its token provider's credential)
+        once nobody uses it: when its last open :meth:`context` exits, but not before ``grace_s``. Call on
+        the loop the client belongs to."""
+        if self._retired_until is not None or self.closed:
+            return
+        grace_s = RETIRE_GRACE_S if grace_s is None else grace_s
+        self._retired_until = time.monotonic() + grace_s
+        self._close_tokens = close_tokens
+        asyncio.get_running_loop().call_later(grace_s, self._close_if_unused)
+
+    def _close_if_unused(self) -> None:
+        if self._open_contexts == 0 and self._closing is None and not self.closed:
+            self._closing = asyncio.ensure_future(self.close())
 
     @property
     def closed(self) -> bool:
@@ -244,10 +268,17 @@ class GraphClient:
         """A call context for the requests made inside it (``deadline``: a ``time.monotonic()`` value)."""
         call = CallContext(deadline)
         token = _current_call.set(call)
+        self._open_contexts += 1
         try:
             yield call
         finally:
             _current_call.reset(token)
+            self._open_contexts -= 1
+            retired = self._retired_until
+            if retired is not None and self._open_contexts == 0 and time.monotonic() >= retired:
+                self._close_if_unused()  # the last caller of a replaced client is done: close it now
+                if self._closing is not None:
+                    await self._closing
 
     @property
     def call(self) -> CallContext:

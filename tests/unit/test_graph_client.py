@@ -268,6 +268,71 @@ async def test_logged_graph_errors_name_no_upn_but_the_history_keeps_the_message
     assert "Request_ResourceNotFound" in event.error_text
 
 
+async def test_a_client_replaced_by_a_connector_edit_closes_once_its_last_caller_is_done(
+    services, graph, monkeypatch
+):
+    import shared.graph.client
+
+    monkeypatch.setattr(shared.graph.client, "RETIRE_GRACE_S", 0.2)
+    connector = task_config(graph.info).connector("local")
+    old = services.graph(connector)
+    async with old.context():
+        await old.get_json("users", params={"$top": "1"})
+        edited = connector.model_copy(update={"id": "local-connector-edited"})
+        new = services.graph(edited)
+        assert new is not old and new.tokens is not old.tokens
+        await asyncio.sleep(0.4)  # the grace has passed, but this caller still uses the old client
+        assert not old.closed
+        assert len((await old.get_json("users", params={"$top": "1"}))["value"]) == 1
+    assert old.closed  # the last caller left after the grace
+    assert len((await new.get_json("users", params={"$top": "1"}))["value"]) == 1
+    # A replaced client nobody uses closes when the grace ends (a caller handed it may not be in yet).
+    newer = services.graph(connector)
+    assert newer is not new and not new.closed
+    await asyncio.sleep(0.4)
+    assert new.closed and not newer.closed
+
+
+class ClosingCredential:
+    """A real credential that records whether it was closed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.closed = False
+
+    def get_token(self, *scopes, **kwargs) -> AccessToken:
+        assert not self.closed, "a closed credential was asked for a token"
+        return self.inner.get_token(*scopes, **kwargs)
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
+
+
+async def test_a_credential_rebuilt_after_a_401_closes_the_old_one(graph, control):
+    connector = task_config(graph.info).connector("local")
+    environ = {
+        "LOCALGRAPH_CLIENT_SECRET": graph.info.client_secret,
+        "CONNECTOR_CA_BUNDLE": graph.info.ca_file,
+    }
+    built: list[ClosingCredential] = []
+
+    def credential() -> ClosingCredential:
+        built.append(ClosingCredential(build_credential(connector, environ=environ)))
+        return built[-1]
+
+    tokens = TokenProvider(credential(), connector.scope, renew=credential)
+    verify = ssl.create_default_context(cafile=graph.info.ca_file)
+    async with GraphClient(connector.graph_root, tokens, verify=verify) as client:
+        await client.get_json("users", params={"$top": "1"})
+        tokens._token = tokens._token._replace(token=tokens._token.token[:-4] + "AAAA")  # Graph refuses it
+        await client.get_json("users", params={"$top": "1"})
+        assert client.stats.by_status[401] == 1
+    assert [c.closed for c in built] == [True, False]
+    await tokens.close()
+    assert built[-1].closed
+
+
 # ------------------------------------------------------------------ what no real server does: mocks
 
 
