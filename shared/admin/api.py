@@ -73,7 +73,11 @@ def _parse(model: type[M], body: Any) -> M:
 
 
 def _force(request: Request) -> bool:
-    return request.query_params.get("force", "").lower() in ("1", "true", "yes")
+    return _flag(request, "force")
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
 
 
 def routes(admin: AdminService) -> list[Route]:
@@ -134,7 +138,9 @@ def routes(admin: AdminService) -> list[Route]:
         return JSONResponse(await admin.test_connection(request.path_params["id"]))
 
     async def run_now(request: Request) -> Response:
-        record = await admin.run_now(request.path_params["id"], full_resync=_force(request))
+        record = await admin.run_now(
+            request.path_params["id"], full_resync=_flag(request, "full_resync"), force=_force(request)
+        )
         return JSONResponse(record.model_dump(mode="json"), 202)
 
     async def stop(request: Request) -> Response:

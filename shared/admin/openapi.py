@@ -32,6 +32,22 @@ _IF_MATCH = {
     "schema": {"type": "string", "minLength": 1},
 }
 _FORCE = {"name": "force", "in": "query", "required": False, "schema": {"type": "boolean"}}
+_RUN_PARAMS = [
+    {
+        "name": "force",
+        "in": "query",
+        "required": False,
+        "description": "Run a disabled task anyway (without it: 409)",
+        "schema": {"type": "boolean"},
+    },
+    {
+        "name": "full_resync",
+        "in": "query",
+        "required": False,
+        "description": "Read everything, even for an incremental task",
+        "schema": {"type": "boolean"},
+    },
+]
 _ERRORS = {
     "404": "No such connector, task or run",
     "409": "Conflicts with the current state, or needs force (an event task in use by workflows)",
@@ -154,7 +170,14 @@ def admin_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
         )
     }
     paths[f"{PREFIX}/v1/tasks/{{id}}/run"] = {
-        "post": op("admin_run_task", "Queue a run now", "202", None, params=[_ID], errors=("404", "409"))
+        "post": op(
+            "admin_run_task",
+            "Queue a run now",
+            "202",
+            None,
+            params=[_ID, *_RUN_PARAMS],
+            errors=("404", "409"),
+        )
     }
     paths[f"{PREFIX}/v1/tasks/{{id}}/stop"] = {
         "post": op("admin_stop", "Ask the running run to stop at its next page boundary", "202", None,

@@ -296,7 +296,7 @@ def routes(admin: AdminService) -> list[Route | Mount]:
         form = await request.form()
         try:
             if action == "run":
-                record = await admin.run_now(id)
+                record = await admin.run_now(id, force=bool(form.get("force")))
                 return _back(request, f"/tasks/{id}", message=f"run {record.run_id} queued")
             if action == "stop":
                 record = await admin.stop(id)

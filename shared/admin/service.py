@@ -318,13 +318,16 @@ class AdminService:
     async def task_definition(self, id: str) -> Definition:
         return await self.store.get("task", id)
 
-    async def run_now(self, id: str, *, full_resync: bool = False) -> RunRecord:
-        """Queue a run of a scheduled task for the Function App; recorded ``queued`` in its history."""
+    async def run_now(self, id: str, *, full_resync: bool = False, force: bool = False) -> RunRecord:
+        """Queue a run of a scheduled task for the Function App; recorded ``queued`` in its history. A
+        disabled task runs only with ``force`` (the runner skips it otherwise)."""
         task = await self.task_definition(id)
         if task.usage != "scheduled":
             raise Conflict(f"{task.name!r} is an {task.usage} task; only scheduled tasks run")
+        if task.data.get("enabled", True) is False and not force:
+            raise Conflict(f"{task.name!r} is disabled: run it with force to run it anyway")
         request = RunRequest(
-            task=task.name, task_key=task.storage_key, trigger="api", full_resync=full_resync
+            task=task.name, task_key=task.storage_key, trigger="api", full_resync=full_resync, force=force
         )
         await self.services.queue.enqueue(request)  # recorded queued in the task's history first
         record = await self.services.history.get(task.storage_key, request.run_id)

@@ -311,3 +311,35 @@ async def test_the_environment_type_is_shown_read_only_with_how_to_change_it(cli
         and "would make telemetry and the alerts disagree" in page.text
     )
     assert "<form" not in page.text.split("<h1>Settings</h1>", 1)[1]  # nothing on the page changes it
+
+
+async def test_a_disabled_task_runs_now_only_when_forced(client, stored):
+    """The API and the page refuse to run a disabled task unless forced; forced, the run request carries
+    force and the runner runs it (the CLI's ``enqueue --force`` does the same)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    task = await _id(client, "people")
+    disabled = {**task["definition"], "enabled": False}
+    changed = await client.put(f"/v1/tasks/{task['id']}", json=disabled, headers={"If-Match": task["etag"]})
+    assert changed.status_code == 200, changed.text
+    refused = await client.post(f"/v1/tasks/{task['id']}/run")
+    assert refused.status_code == 409 and "disabled" in refused.json()["detail"]
+    page = await client.get(f"/tasks/{task['id']}")
+    run_form = page.text.split("Run now")[0].rsplit("<form", 1)[1]
+    assert 'name="force"' in run_form
+    not_forced = await client.post(f"/tasks/{task['id']}/run", data={})
+    assert not_forced.status_code == 303
+    assert "disabled" in parse_qs(urlsplit(not_forced.headers["location"]).query)["error"][0]
+    queue = stored.storage.queues.get_queue_client(stored.settings.runs_queue)
+    assert list(queue.receive_messages()) == []  # neither refusal queued anything
+    forced = await client.post(f"/v1/tasks/{task['id']}/run", params={"force": "true"})
+    assert forced.status_code == 202 and forced.json()["status"] == "queued"
+    by_page = await client.post(f"/tasks/{task['id']}/run", data={"force": "on"})
+    assert by_page.status_code == 303 and "queued" in by_page.headers["location"]
+    requests = [
+        RunRequest.model_validate_json(m.content) for m in queue.receive_messages(messages_per_page=5)
+    ]
+    assert len(requests) == 2 and forced.json()["run_id"] in {r.run_id for r in requests}
+    assert all(r.force and not r.full_resync for r in requests)
+    outcome = await run_task(stored, requests[0])
+    assert outcome.record.status == "succeeded"  # not skipped as disabled
