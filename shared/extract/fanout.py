@@ -99,12 +99,28 @@ class MemberIds:
         """These ids less ``removed``, plus ``gained``, each once and sorted (as ``sorted(set(...))`` of the
         strings), still packed: patching the members of a very large group needs no string per member."""
         lost, won = MemberIds(removed), MemberIds(gained)
+        if not (self._other or lost._other or won._other) and self._sorted_unique():
+            # A view's ids (written sorted, each once): each change is a binary search and a splice.
+            ids = bytearray(self._packed)
+            for key in _keys(lost._packed):
+                at, found = _search(ids, key)
+                if found:
+                    del ids[at : at + 16]
+            for key in _keys(won._packed):
+                at, found = _search(ids, key)
+                if not found:
+                    ids[at:at] = key
+            return MemberIds.from_packed(ids)
         packed = bytes(self._packed)
         keys = {packed[i : i + 16] for i in range(0, len(packed), 16)}
         keys.difference_update(bytes(lost._packed[i : i + 16]) for i in range(0, len(lost._packed), 16))
         keys.update(bytes(won._packed[i : i + 16]) for i in range(0, len(won._packed), 16))
         other = (set(self._other) - set(lost._other)) | set(won._other)
         return MemberIds.from_packed(b"".join(sorted(keys)), sorted(other))
+
+    def _sorted_unique(self) -> bool:
+        packed = self._packed
+        return all(packed[i - 16 : i] < packed[i : i + 16] for i in range(16, len(packed), 16))
 
     def json_bytes(self) -> bytes | bytearray:
         """``json.dumps(self.sorted())`` (compact), built from the packed bytes without a string per id.
@@ -151,6 +167,22 @@ class MemberIds:
             position += width * n
         out[-1] = ord("]")
         return out
+
+
+def _keys(packed: bytes | bytearray) -> list[bytes]:
+    return [bytes(packed[i : i + 16]) for i in range(0, len(packed), 16)]
+
+
+def _search(ids: bytearray, key: bytes) -> tuple[int, bool]:
+    """Where ``key`` is or would go among sorted 16-byte ids (a byte offset), and whether it is there."""
+    low, high = 0, len(ids) // 16
+    while low < high:
+        middle = (low + high) // 2
+        if ids[middle * 16 : middle * 16 + 16] < key:
+            low = middle + 1
+        else:
+            high = middle
+    return low * 16, ids[low * 16 : low * 16 + 16] == key
 
 
 class Collector(Protocol):

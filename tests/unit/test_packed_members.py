@@ -85,3 +85,16 @@ def test_a_page_of_ids_packs_as_its_ids_one_by_one(odd: list[str]) -> None:
         one_by_one.extend([object_id])
     at_once = MemberIds(ids)
     assert (at_once._packed, at_once._other) == (one_by_one._packed, one_by_one._other)
+
+
+def test_patching_a_sorted_view_splices_and_equals_patching_the_strings() -> None:
+    ids = sorted(_ids(3000, 11))
+    view_ids = MemberIds.from_packed(MemberIds(ids)._packed)
+    lost = set(ids[:40]) | set(ids[-3:]) | {"00000000-0000-0000-0000-00000000000a"}
+    gained = set(_ids(25, 12)) | {
+        ids[100],
+        "00000000-0000-0000-0000-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    }
+    patched = view_ids.patched(gained, lost)
+    assert encode_line({"m": patched}) == encode_line({"m": sorted((set(ids) - lost) | gained)})
