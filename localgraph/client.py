@@ -88,6 +88,10 @@ class ControlClient:
         """Store a Key Vault secret (``{info.key_vault_url}/secrets/{name}``); returns its id."""
         return self._call("PUT", f"/vault/secrets/{name}", json={"value": value})["id"]
 
+    def refuse_vault_writes(self, after: int | None = 0) -> None:
+        """Let ``after`` more Set Secret calls through, then answer Key Vault's 403 (``None``: writes allowed)."""
+        self._call("PUT", "/vault/writes", json={"refuse_after": after})
+
     def close(self) -> None:
         self._http.close()
 

@@ -11,6 +11,10 @@
   (``value``, ``id``, ``attributes``). Secrets are set through the control API, or with Key Vault's own
   ``PUT /secrets/{name}`` (Set Secret, same token rules) as ``SecretClient.set_secret`` sends it. Key Vault clients must be told
   not to insist that the vault's host is under ``vault.azure.net`` (``verify_challenge_resource=False``).
+  ``DELETE /secrets/{name}`` soft-deletes (``GET``/``DELETE /deletedsecrets/{name}``: read, purge); setting a
+  deleted name answers 409 ``ObjectIsDeletedButRecoverable`` as a vault with soft delete does.
+  ``PUT /_control/vault/writes {"refuse_after": N}`` lets N more Set Secret calls through, then answers each with
+  Key Vault's 403 ``ForbiddenByRbac`` (an identity without a role that may set secrets); ``null`` lifts it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,24 @@ def _vault_error(status: int, code: str, message: str, headers: dict[str, str] |
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
 
+def _forbidden(name: str) -> JSONResponse:
+    """Key Vault's answer to a caller without a data-plane role for the action (RBAC vaults):
+    https://learn.microsoft.com/azure/key-vault/general/rbac-guide#troubleshooting"""
+    message = (
+        "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or "
+        "role definitions were changed recently, please observe propagation time.\r\n"
+        "Action: 'Microsoft.KeyVault/vaults/secrets/setSecret/action'\r\n"
+        f"Resource: '/secrets/{name}'\r\nAssignment: (not found)\r\n"
+    )
+    return JSONResponse(
+        {"error": {"code": "Forbidden", "message": message, "innererror": {"code": "ForbiddenByRbac"}}}, 403
+    )
+
+
 def routes(ctx) -> list[Route]:
+    writes: dict[str, int | None] = {"refuse_after": None}  # the control switch: Set Secret calls left
+    deleted: dict[str, dict[str, Any]] = {}  # soft-deleted secrets: name -> secret and deletion date
+
     async def identity_token(request: Request) -> Response:
         if request.headers.get("x-identity-header") != ctx.identity_header:
             return JSONResponse(
@@ -58,6 +79,66 @@ def routes(ctx) -> list[Route]:
         )
 
     async def secret(request: Request) -> Response:
+        refused = _unauthorized(request)
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            # Delete Secret: https://learn.microsoft.com/rest/api/keyvault/secrets/delete-secret/delete-secret
+            if name not in ctx.vault_secrets:
+                return _vault_error(
+                    404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault."
+                )
+            deleted[name] = {"secret": ctx.vault_secrets.pop(name), "deleted": int(time.time())}
+            return JSONResponse(_deleted_bundle(name))
+        if request.method == "PUT":
+            if name in deleted:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "code": "Conflict",
+                            "message": f"Secret {name} is currently in a deleted but recoverable state, and its "
+                            "name cannot be reused; in this state, the secret can only be recovered or purged.",
+                            "innererror": {"code": "ObjectIsDeletedButRecoverable"},
+                        }
+                    },
+                    409,
+                )
+            left = writes["refuse_after"]
+            if left is not None:
+                if left <= 0:
+                    return _forbidden(name)
+                writes["refuse_after"] = left - 1
+        return await _read_or_set(request, name)
+
+    def _deleted_bundle(name: str) -> dict[str, Any]:
+        item = deleted[name]
+        return {
+            "recoveryId": f"{ctx.origin}/deletedsecrets/{name}",
+            "deletedDate": item["deleted"],
+            "scheduledPurgeDate": item["deleted"] + 90 * 86400,
+            "id": f"{ctx.origin}/secrets/{name}/{item['secret']['version']}",
+            "attributes": {"enabled": True, "recoveryLevel": "Recoverable+Purgeable"},
+        }
+
+    async def deleted_secret(request: Request) -> Response:
+        refused = _unauthorized(request)
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        if name not in deleted:
+            return _vault_error(404, "SecretNotFound", f"Deleted Secret not found: {name}")
+        if request.method == "DELETE":  # Purge Deleted Secret: 204
+            del deleted[name]
+            return Response(status_code=204)
+        return JSONResponse(_deleted_bundle(name))
+
+    async def vault_writes(request: Request) -> Response:
+        value = (await request.json()).get("refuse_after")
+        writes["refuse_after"] = None if value is None else int(value)
+        return JSONResponse(dict(writes))
+
+    def _unauthorized(request: Request) -> Response | None:
         authorization = request.headers.get("authorization", "")
         challenge = {
             "WWW-Authenticate": f'Bearer authorization="{ctx.origin}/{ctx.tenant.tenant_id}", '
@@ -72,7 +153,9 @@ def routes(ctx) -> list[Route]:
             return _vault_error(
                 401, "Unauthorized", "AKV10022: Invalid audience or expired token.", challenge
             )
-        name = request.path_params["name"]
+        return None
+
+    async def _read_or_set(request: Request, name: str) -> Response:
         if request.method == "PUT":
             # Set Secret: https://learn.microsoft.com/rest/api/keyvault/secrets/set-secret/set-secret
             data = await request.json()
@@ -114,7 +197,9 @@ def routes(ctx) -> list[Route]:
 
     return [
         Route("/msi/token", identity_token),
-        Route("/secrets/{name}", secret, methods=["GET", "PUT"]),
+        Route("/secrets/{name}", secret, methods=["GET", "PUT", "DELETE"]),
         Route("/secrets/{name}/{version}", secret),
+        Route("/deletedsecrets/{name}", deleted_secret, methods=["GET", "DELETE"]),
         Route("/_control/vault/secrets/{name}", set_secret, methods=["PUT"]),
+        Route("/_control/vault/writes", vault_writes, methods=["PUT"]),
     ]

@@ -70,3 +70,11 @@ class Refused(AdminError):
 
     status = 422
     title = "Refused"
+
+
+class VaultRefused(AdminError):
+    """Key Vault refused the app's own identity (import of secret values): the message names the secret and
+    the role it lacks; nothing was imported."""
+
+    status = 403
+    title = "Key Vault refused the app's identity"

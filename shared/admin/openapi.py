@@ -54,6 +54,8 @@ _ERRORS = {
     "412": "The definition changed since it was read (If-Match): read it again",
     "422": "Invalid: every invalid field in errors; or an import file refused (password, tampering, version)",
     "428": "If-Match is required",
+    "403": "Key Vault refused the app's identity (import of secret values): the detail names the secret and the "
+    "role it needs; nothing was imported",
 }
 
 
@@ -246,7 +248,7 @@ def admin_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
             "200",
             c.ImportPlanAnswer,
             body=c.ImportRequest,
-            errors=("422",),
+            errors=("403", "422"),
         )
     }
     return paths, schemas

@@ -22,21 +22,25 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from shared.admin.definitions import Definition, Kind, new_id
-from shared.admin.errors import Invalid, PreconditionFailed, Refused
+from shared.admin.errors import Invalid, PreconditionFailed, Refused, VaultRefused
 from shared.admin.service import VERSION, AdminService
 from shared.config import ConfigError, ConfigIssue, parse_config
 from shared.secrets import SecretRef, resolve_secret
+
+log = logging.getLogger(__name__)
 
 FORMAT = "entra-graph-connector-export"
 FILE_VERSION = 1
@@ -351,10 +355,22 @@ async def _apply(
     vault_writes: list[tuple[str, str]],
     key_vault_url: str | None,
 ) -> None:
+    written: list[tuple[str, str | None]] = []  # (secret, its value before this import) for undoing
+    client: Any = None
     if vault_writes:
-        client = admin.services.key_vault.client_for(str(key_vault_url).rstrip("/"))
-        for name, value in vault_writes:
-            await asyncio.to_thread(client.set_secret, name, value)
+        vault = str(key_vault_url).rstrip("/")
+        client = admin.services.key_vault.client_for(vault)
+        try:
+            for name, value in vault_writes:
+                previous = await asyncio.to_thread(_value_of, client, vault, name)
+                try:
+                    await asyncio.to_thread(client.set_secret, name, value)
+                except HttpResponseError as exc:
+                    raise _vault_refusal(exc, vault, name, "set", undone=bool(written)) from None
+                written.append((name, previous))
+        except Exception:
+            await _undo_secrets(client, written)
+            raise
     done: list[tuple[Definition | None, Definition]] = []  # (before, after) for undoing
     try:
         for change in sorted(plan.changes, key=lambda c: c.kind != "connector"):
@@ -376,4 +392,64 @@ async def _apply(
                     await admin.store.replace(before.kind, before.data, after.etag, old_name=after.name)
             except PreconditionFailed:
                 pass  # changed by someone else meanwhile: theirs stands
+        await _undo_secrets(client, written)
         raise
+
+
+# The roles that may read and set secrets (RBAC vaults), or the access policy's secret permissions:
+# https://learn.microsoft.com/azure/key-vault/general/rbac-guide#azure-built-in-roles-for-key-vault-data-plane-operations
+_ROLE = (
+    "'Key Vault Secrets Officer' on the vault (RBAC), or the Get, Set and Delete secret permissions "
+    "in its access policy"
+)
+
+
+def _vault_refusal(exc: HttpResponseError, vault: str, name: str, action: str, *, undone: bool) -> Exception:
+    """A clear problem for Key Vault's refusal (403: the app's identity lacks a role; 409: a deleted secret
+    of that name is kept for recovery); other errors as they are."""
+    error = exc.error
+    code = ((error.innererror or {}).get("code") or error.code) if error is not None else exc.reason
+    after = " The secrets this import had written were removed;" if undone else ""
+    after += " nothing was imported."
+    if exc.status_code == 403:
+        return VaultRefused(
+            f"Key Vault {vault} refused to {action} secret {name!r} (403 {code}): the app's identity needs "
+            f"{_ROLE}.{after}"
+        )
+    if exc.status_code == 409:
+        return Refused(
+            f"Key Vault {vault} keeps a deleted secret named {name!r} (409 {code}): recover or purge it, then "
+            f"import again.{after}"
+        )
+    return exc
+
+
+def _value_of(client: Any, vault: str, name: str) -> str | None:
+    """The secret's current value (to restore it if the import is undone); None if there is none."""
+    try:
+        return client.get_secret(name).value
+    except ResourceNotFoundError:
+        return None
+    except HttpResponseError as exc:
+        raise _vault_refusal(exc, vault, name, "read", undone=False) from None
+
+
+async def _undo_secrets(client: Any, written: list[tuple[str, str | None]]) -> None:
+    """Put back what the import had written: an earlier value again, a new secret deleted (and purged, where
+    the identity may and the vault allows it, so the next import can use the name). Never raises: a secret
+    that could not be undone is logged by name."""
+    for name, previous in reversed(written):
+        try:
+            if previous is not None:
+                await asyncio.to_thread(client.set_secret, name, previous)
+                continue
+            poller = await asyncio.to_thread(client.begin_delete_secret, name)
+            await asyncio.to_thread(poller.wait)
+            try:
+                await asyncio.to_thread(client.purge_deleted_secret, name)
+            except HttpResponseError as exc:
+                log.warning("import undone: secret %s deleted but not purged (%s)", name, exc.status_code)
+        except HttpResponseError as exc:
+            log.error(
+                "import undone: secret %s could not be removed (%s): remove it by hand", name, exc.status_code
+            )

@@ -117,3 +117,56 @@ async def test_import_that_would_leave_an_invalid_configuration_is_refused_whole
     with pytest.raises(Invalid, match="mode"):
         await import_file(target, json.dumps(document), dry_run=False)
     assert await target.store.all() == []
+
+
+async def test_a_key_vault_that_refuses_the_apps_identity_imports_nothing_and_keeps_no_secret(
+    admin, target, graph, control
+):
+    """403 from Key Vault (the identity lacks a role that may set secrets): a clear problem naming the secret
+    and the role, no definition stored, and the secrets the import had already written are removed."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.admin.errors import VaultRefused
+    from tests.support import connector_for
+
+    other = control.add_app(["User.Read.All"])
+    admin.services.environ["OTHER_SECRET"] = other["client_secret"]
+    await admin.create(
+        "connector",
+        connector_for(
+            graph.info,
+            name="other",
+            client_id=other["client_id"],
+            credential={"type": "client_secret", "secret": {"app_setting": "OTHER_SECRET"}},
+        ),
+    )
+    ids = [c.id for c in await admin.definitions("connector")]
+    text = json.dumps(await export(admin, ids, password="correct horse", include_secrets=True))
+    vault = graph.info.key_vault_url
+    reader = target.services.key_vault
+
+    async def attempt() -> VaultRefused:
+        with pytest.raises(VaultRefused) as refused:
+            await import_file(target, text, password="correct horse", dry_run=False, key_vault_url=vault)
+        assert refused.value.status == 403
+        assert await target.store.all() == []
+        for name in ("local-secret", "other-secret"):
+            with pytest.raises(ResourceNotFoundError):
+                reader.get_secret(f"{vault}/secrets/{name}")
+        return refused.value
+
+    try:
+        control.refuse_vault_writes(after=0)  # no write at all
+        first = await attempt()
+        assert "'local-secret'" in first.detail and "Key Vault Secrets Officer" in first.detail
+        assert "ForbiddenByRbac" in first.detail and "nothing was imported" in first.detail
+        control.refuse_vault_writes(after=1)  # the first secret lands, the second is refused
+        second = await attempt()
+        assert "'other-secret'" in second.detail and "were removed" in second.detail
+    finally:
+        control.refuse_vault_writes(None)
+    # With the role granted, the same import goes through (the removed name can be used again).
+    plan = await import_file(target, text, password="correct horse", dry_run=False, key_vault_url=vault)
+    assert plan.applied and sorted(plan.secrets) == ["local-secret", "other-secret"]
+    assert reader.get_secret(f"{vault}/secrets/other-secret") == other["client_secret"]
+    await target.services.aclose()

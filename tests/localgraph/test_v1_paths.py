@@ -34,6 +34,7 @@ NON_GRAPH_PREFIXES = (
     "/common/discovery/instance",  # identity platform: MSAL instance discovery
     "/msi/token",  # App Service / Functions managed identity endpoint
     "/secrets",  # Key Vault secrets (the local vault shares the host)
+    "/deletedsecrets",  # Key Vault soft-deleted secrets (read, purge)
 )
 
 
