@@ -400,7 +400,8 @@ async def _apply(
 # https://learn.microsoft.com/azure/key-vault/general/rbac-guide#azure-built-in-roles-for-key-vault-data-plane-operations
 _ROLE = (
     "'Key Vault Secrets Officer' on the vault (RBAC), or the Get, Set and Delete secret permissions "
-    "in its access policy"
+    "in its access policy (this app's Bicep grants it with adminImportWritesSecrets=true, "
+    "azd env ADMIN_IMPORT_WRITES_SECRETS)"
 )
 
 
