@@ -20,7 +20,7 @@ extract keeps reading incrementally).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +49,16 @@ class StreamOutput:
     marking: DeletionMarking | None = None
     collection: str | None = None  # a generic task's collection (removal lookups); None: directory objects
     key_attribute: str | None = None  # the local code carrying a key other than id (marks carry it too)
+    removed: bool = False  # delivered before, no longer in the task: every live object is marked
+
+    def settings(self) -> dict[str, Any]:
+        """What the delivered view keeps of the stream, to mark its objects if the task drops it."""
+        return {
+            "key": self.key,
+            "key_attribute": self.key_attribute,
+            "collection": self.collection,
+            "marking": self.marking.model_dump(mode="json") if self.marking is not None else None,
+        }
 
     @property
     def target(self) -> str:
@@ -133,6 +143,35 @@ def mark_record(
     return {"op": "mark", "stream": stream, "id": object_id, "reason": reason, "attributes": attributes}
 
 
+def removed_streams(delivered: DeliveredView | None, streams: list[StreamOutput]) -> list[StreamOutput]:
+    """The streams the task delivered before and no longer has (a mappings type narrowed, a selection taken
+    out), with the marking they were delivered with: their objects are marked once, then the stream leaves
+    the cache. A stream delivered without a marking (or by a connector that did not keep it) is not marked."""
+    if delivered is None:
+        return []
+    names = {s.name for s in streams}
+    removed = []
+    for name in sorted(set(delivered.digests) - names):
+        settings = delivered.settings.get(name) or {}
+        if settings.get("marking") is None or name not in delivered.files:
+            continue
+        template, folder = json.loads(delivered.targets[name]) if name in delivered.targets else ("", "")
+        removed.append(
+            StreamOutput(
+                name=name,
+                view_file=delivered.files[name],
+                target_template=template,
+                target_folder=folder,
+                key=settings.get("key") or "id",
+                marking=DeletionMarking.model_validate(settings["marking"]),
+                collection=settings.get("collection"),
+                key_attribute=settings.get("key_attribute"),
+                removed=True,
+            )
+        )
+    return removed
+
+
 async def compute(
     container: ContainerClient,
     prefix: str,
@@ -166,7 +205,8 @@ async def compute(
         builder = DigestBuilder()
         moved = delivered is not None and delivered.targets.get(stream.name, stream.target) != stream.target
         resend = resend_all or moved  # every record again (marks stay as they are)
-        async for line in read_lines(container, stream.view_file):
+        lines = _none() if stream.removed else read_lines(container, stream.view_file)  # removed: none live
+        async for line in lines:
             object_id = line_id(line)
             hashed, digest = id_hash(object_id), line_digest(line)
             builder.add(hashed, digest)
@@ -206,21 +246,31 @@ async def compute(
                     counts.marks[reason] = counts.marks.get(reason, 0) + 1
                     await writer.write(mark_record(stream.name, object_id, reason, stream.marking, key))
                     builder.add(id_hash(object_id), MARKED)
+        if stream.removed:
+            continue  # marked once; it leaves the cache (a stream added again delivers everything anew)
         table = builder.table()
         name = f"{prefix}/cache/{stream.name}.digests"
         await digests.save(container, name, table)
         digest_files[stream.name] = name
         records[stream.name] = counts.records
     await writer.commit()
+    kept = [s for s in streams if not s.removed]
     view = DeliveredView(
         run_id=run_id,
-        files={s.name: s.view_file for s in streams},
+        files={s.name: s.view_file for s in kept},
         digests=digest_files,
         records=records,
-        targets={s.name: s.target for s in streams},
+        targets={s.name: s.target for s in kept},
+        settings={s.name: s.settings() for s in kept},
         delivered_at=datetime.now(UTC),
     )
     return ChangeSet(writer.name, result, view, delivered_live)
+
+
+async def _none() -> AsyncIterator[bytes]:
+    """No view lines: a removed stream has no live records."""
+    return
+    yield b""  # pragma: no cover (makes this an async generator)
 
 
 async def _ids_at(

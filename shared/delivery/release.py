@@ -31,7 +31,7 @@ from shared.config import Connector, ScheduledTask
 from shared.config.delivery import DeletionGuard
 from shared.delivery import cache, failures
 from shared.delivery.batches import Batch, BatchHeader, cut
-from shared.delivery.changes import ChangeSet, StreamOutput, compute
+from shared.delivery.changes import ChangeSet, StreamOutput, compute, removed_streams
 from shared.delivery.housekeeping import prune_runs
 from shared.delivery.load import Receiver
 from shared.delivery.removals import reasons_for
@@ -277,6 +277,7 @@ async def deliver_run(
     try:
         streams = streams_of(task, files, selections)
         state = await store.get(task.storage_key)  # a storage error here is a failed load too
+        streams += removed_streams(state.delivered, streams)  # their objects are marked once
         if cache.daily_clear_due(state, task.delivery.cache_clear_hours, started):
             log.info("task cache cleared (daily, at %s UTC)", task.delivery.cache_clear_hours)
             state = cache.cleared(state, started)
@@ -492,9 +493,10 @@ async def approve(services: Services, task: ScheduledTask, connector: Connector,
         deadline = time.monotonic() + services.settings.run_deadline_s
         base = _base(state.model_copy(update={"resend_all": held.resend_all}))
         try:
+            streams = streams_of(task, held.view.files)
+            streams += removed_streams(state.delivered, streams)  # the held marks of a dropped stream
             await load_changes(
-                services, task, connector, run_id, held.changes, base, streams_of(task, held.view.files),
-                report, deadline,
+                services, task, connector, run_id, held.changes, base, streams, report, deadline,
             )  # fmt: skip
             _record_delivery(task, connector, run_id, report, "succeeded")
         except Exception as exc:

@@ -12,6 +12,7 @@ property beyond a few thousand records), not a copy of them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
@@ -30,6 +31,9 @@ class DeliveredView(BaseModel):
     digests: dict[str, str] = Field(default_factory=dict)  # stream -> digest table blob
     records: dict[str, int] = Field(default_factory=dict)  # stream -> live records delivered
     targets: dict[str, str] = Field(default_factory=dict)  # stream -> where they went (template, folder)
+    # stream -> how it was delivered (key, key_attribute, marking, collection): a stream the task no longer
+    # has is marked with them (shared.delivery.changes.removed_streams)
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
     delivered_at: datetime
 
 

@@ -705,3 +705,66 @@ async def test_a_storage_error_reading_the_delivery_state_is_a_failed_load_with_
     assert failed.load.info.startswith("load failed: ValidationError")
     stored = await services.history.get("people", failed.run_id)
     assert stored.status == "failed" and stored.load.status == "failed"
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+async def test_a_stream_taken_out_of_the_task_marks_its_objects_once(
+    mode, graph, control, services, receiver
+):
+    """identity_and_access -> identity: the groups the task delivered are marked (with the marking they were
+    delivered with), once; they leave the cache, and the users go on as before."""
+    from tests.support import GROUP_MAPPINGS
+
+    def config(mappings_type: str):
+        task: dict[str, Any] = {
+            "name": "people",
+            "connector": "local",
+            "mode": mode,
+            "mappings_type": mappings_type,
+            "users": {
+                "mappings": USER_MAPPINGS,
+                "target_template": "account",
+                "target_folder": "accounts",
+                "deletion_marking": MARKING,
+            },
+            "delivery": {
+                "endpoint": {
+                    "url": receiver.url,
+                    "auth": {"type": "api_key", "key": {"app_setting": "RECEIVER_API_KEY"}},
+                }
+            },
+        }
+        if mappings_type == "identity_and_access":
+            task["groups"] = {
+                "mappings": GROUP_MAPPINGS,
+                "target_template": "entitlement",
+                "target_folder": "entitlements",
+                "deletion_marking": {
+                    "attribute": "status",
+                    "value": "5 - Removed",
+                    "reason_attribute": "why",
+                },
+            }
+        return parse_config({"connectors": [connector_for(graph.info)], "tasks": [task]})
+
+    await run(services, config("identity_and_access"))
+    groups = {g["id"] for g in control.objects("groups")}
+    assert {r["id"] for r in delivered(receiver) if r["stream"] == "groups"} == groups
+    sent = len(receiver.applied)
+    narrowed = await run(services, config("identity"))
+    marks = [r for r in delivered(receiver, sent)]
+    assert {r["id"] for r in marks} == groups and {r["op"] for r in marks} == {"mark"}
+    assert {r["stream"] for r in marks} == {"groups"}
+    assert all(r["attributes"] == {"status": "5 - Removed", "why": "out_of_scope"} for r in marks)
+    [batch] = receiver.applied[sent:]
+    assert batch.streams["groups"] == {
+        "target_template": "entitlement",
+        "target_folder": "entitlements",
+        "key": "id",
+    }
+    assert narrowed.load.counts["streams"]["groups"]["marked"] == len(groups)
+    state = await delivery_store(services).get("people")
+    assert set(state.delivered.digests) == {"users"}
+    sent = len(receiver.applied)
+    again = await run(services, config("identity"))
+    assert again.load.counts["marks"] == 0 and len(receiver.applied) == sent  # marked once
