@@ -140,7 +140,8 @@ async def check_credentials(
             try:
                 expiries = await connector_expiries(services, connector, now)
             except (GraphError, SecretError, ValueError, OSError) as exc:
-                log.warning("connector %s: credential expiry not read: %s", connector.name, exc)
+                text = exc.redacted() if isinstance(exc, GraphError) else exc
+                log.warning("connector %s: credential expiry not read: %s", connector.name, text)
                 continue
         for expiry in expiries:
             telemetry.record_credential_expiry(
