@@ -68,8 +68,9 @@ class TokenProvider:
                 try:
                     if self._stale_credential and self._renew is not None:
                         old, self._credential = self._credential, await asyncio.to_thread(self._renew)
-                        # Only this lock's holder calls the credential: nobody uses the old one now.
-                        await asyncio.to_thread(_close, old)
+                        if old is not self._credential:  # a renew that hands back the same one keeps it
+                            # Only this lock's holder calls the credential: nobody uses the old one now.
+                            await asyncio.to_thread(_close, old)
                     self._stale_credential = False
                     acquired_at = time.time()
                     current = await asyncio.to_thread(self._credential.get_token, self._scope)
