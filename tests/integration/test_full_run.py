@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -31,7 +32,8 @@ async def test_full_run_output_equals_the_tenant(graph, control, services):
     assert record.counts["users"].changed == 150 and record.counts["users"].removed == 0
 
 
-async def test_full_run_commits_files_manifest_and_latest_pointer(graph, services):
+async def test_full_run_commits_files_manifest_and_latest_pointer(graph, services, caplog):
+    caplog.set_level(logging.INFO)  # the level the Functions host and the CLI log at: the run keeps its lines
     config = task_config(graph.info)
     record = (
         await run_task(services, RunRequest(task="people", run_id="20261128T010000Z-aaaaaa"), config=config)
@@ -45,6 +47,7 @@ async def test_full_run_commits_files_manifest_and_latest_pointer(graph, service
         f"{prefix}/changes.jsonl",
         f"{prefix}/groups.jsonl",
         f"{prefix}/manifest.json",
+        f"{prefix}/run.log",  # the run's own log lines
         f"{prefix}/users.jsonl",
     ]
     manifest = await blobs.get_json(services.extracts, f"{prefix}/manifest.json")

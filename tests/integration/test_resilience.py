@@ -8,6 +8,7 @@ Local Graph (real HTTPS, real tokens, fault rules and a real resource-unit bucke
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -160,7 +161,10 @@ async def test_a_killed_run_leaves_the_last_output_and_the_redelivered_run_resum
 # ------------------------------------------------------------------------------ concurrent runs
 
 
-async def test_two_concurrent_runs_of_one_task_one_runs_the_other_is_skipped(graph, control, services):
+async def test_two_concurrent_runs_of_one_task_one_runs_the_other_is_skipped(
+    graph, control, services, caplog
+):
+    caplog.set_level(logging.INFO)  # the level the Functions host logs at: each run keeps its log lines
     control.settings(latency_ms=150)  # the run holds the lease well past the other's attempt to take it
     config = task_config(graph.info)
     one, two = await asyncio.gather(
@@ -177,7 +181,12 @@ async def test_two_concurrent_runs_of_one_task_one_runs_the_other_is_skipped(gra
     assert (await services.state.get("people")).view.run_id == winner.run_id
     assert (await blobs.get_json(services.extracts, "people/latest.json"))["run_id"] == winner.run_id
     names = {b.name for b in services.extracts.list_blobs(name_starts_with="people/runs/")}
-    assert not any(loser.run_id in name for name in names)
+    # The skipped run wrote no data: only its own log lines, which say why it did not run.
+    assert {name for name in names if loser.run_id in name} == {f"people/runs/{loser.run_id}/run.log"}
+    assert (
+        b"another run of this task holds the lease: skipped"
+        in services.extracts.download_blob(f"people/runs/{loser.run_id}/run.log").readall()
+    )
 
 
 # --------------------------------------------------------------------------------- token expiry
