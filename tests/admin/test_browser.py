@@ -1,13 +1,15 @@
 """The management page in a real browser: headless Chromium (Debian's ``chromium`` package, never a downloaded
 browser) driven by Playwright, clicking through the main flows against the running app (uvicorn, Azurite, the
 local Graph's demo tenant; ``devtools.ui``). The screenshots in the README are taken here
-(``docs/images/admin-*.png``)."""
+(``docs/images/admin-*.png``, written with ``UPDATE_SCREENSHOTS=1``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,8 +50,13 @@ def page(browser):
 
 
 def shot(page, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"admin-{name}.png"), full_page=True)
+    """A full-page screenshot: into docs/images only with UPDATE_SCREENSHOTS=1 (so a test run leaves the work
+    tree clean), otherwise into a temporary folder (the page still renders and is captured)."""
+    folder = (
+        IMAGES if os.environ.get("UPDATE_SCREENSHOTS") == "1" else Path(tempfile.gettempdir()) / "admin-shots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"admin-{name}.png"), full_page=True)
 
 
 def open_task(page, url, name):
