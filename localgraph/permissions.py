@@ -54,7 +54,9 @@ INTUNE_READ: Roles = frozenset(
 )
 USER_PHOTO_READ: Roles = frozenset({"ProfilePhoto.Read.All", "ProfilePhoto.ReadWrite.All"}) | USER_READ
 GROUP_PHOTO_READ: Roles = frozenset({"ProfilePhoto.Read.All", "ProfilePhoto.ReadWrite.All"}) | GROUP_READ
-SIGN_IN_ACTIVITY: Roles = frozenset({"AuditLog.Read.All"})  # signInActivity needs it [docs/graph-behaviour.md section 8]
+SIGN_IN_ACTIVITY: Roles = frozenset(
+    {"AuditLog.Read.All"}
+)  # signInActivity needs it [docs/graph-behaviour.md section 8]
 
 USER_WRITE: Roles = frozenset({"User.ReadWrite.All", "Directory.ReadWrite.All"})
 USER_DELETE: Roles = frozenset({"User.DeleteRestore.All", "User.ReadWrite.All"})

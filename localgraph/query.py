@@ -408,7 +408,9 @@ def project_props(
             value = [] if info.collection else SERVER_DEFAULTS.get((kind, name))
         result[name] = value
     if add_id and "id" not in result and select is not None:
-        result["id"] = object_id  # Graph always returns id for directory objects (UNCONFIRMED, docs/graph-behaviour.md section 1)
+        result["id"] = (
+            object_id  # Graph always returns id for directory objects (UNCONFIRMED, docs/graph-behaviour.md section 1)
+        )
     return result
 
 

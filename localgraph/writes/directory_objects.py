@@ -24,7 +24,9 @@ def _register_delete(collection: str, kind: str) -> None:
 
 
 for _collection, _kind in COLLECTIONS.items():
-    if _kind != "orgContact":  # org contacts are read-only in Graph [docs/graph-behaviour.md section 7]: the router answers 405
+    if (
+        _kind != "orgContact"
+    ):  # org contacts are read-only in Graph [docs/graph-behaviour.md section 7]: the router answers 405
         _register_delete(_collection, _kind)
 
 

@@ -14,7 +14,9 @@ from localgraph.writes.objects import lookup
 
 router = Router()
 
-MAX_PHOTO_BYTES = 4 * 1024 * 1024  # "limit of 4 MB on the total size of each REST request" [docs/graph-behaviour.md section 7]
+MAX_PHOTO_BYTES = (
+    4 * 1024 * 1024
+)  # "limit of 4 MB on the total size of each REST request" [docs/graph-behaviour.md section 7]
 PHOTO_TYPES = ("image/jpeg", "image/png")
 IMAGE_NOT_FOUND = (
     "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' was thrown."

@@ -77,8 +77,12 @@ WEAK_PASSWORD = (
     "Please provide a different password."
 )
 
-_UPN_ALIAS = re.compile(r"^[A-Za-z0-9'.\-_!#^~]{1,64}$")  # [docs/graph-behaviour.md section 7] allowed characters
-_NICKNAME_FORBIDDEN = set('@()\\[]";:<>, ')  # group mailNickname rule [docs/graph-behaviour.md section 7]; '.' is added for groups
+_UPN_ALIAS = re.compile(
+    r"^[A-Za-z0-9'.\-_!#^~]{1,64}$"
+)  # [docs/graph-behaviour.md section 7] allowed characters
+_NICKNAME_FORBIDDEN = set(
+    '@()\\[]";:<>, '
+)  # group mailNickname rule [docs/graph-behaviour.md section 7]; '.' is added for groups
 
 
 def invalid_value(name: str, kind: str) -> GraphError:

@@ -86,7 +86,9 @@ def create_user(ctx: ServerContext, req: GraphRequest) -> GraphResponse:
         "lastPasswordChangeDateTime": utc_now(),
         **changes,
     }
-    obj = tenant.create("user", props)  # a duplicate UPN raises ObjectConflict [docs/graph-behaviour.md section 6]
+    obj = tenant.create(
+        "user", props
+    )  # a duplicate UPN raises ObjectConflict [docs/graph-behaviour.md section 6]
     obj.password = password
     obj.password_flags = password_flags(profile)
     return created_response(ctx, req, obj)

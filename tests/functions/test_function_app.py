@@ -114,7 +114,9 @@ def test_only_the_functions_package_imports_azure_functions():
     assert importers, "the scan found nothing: it is broken"
     # devtools/ may drive the handlers the way the host does (the activities benchmark); deployed behaviour
     # (shared/) and the test bed (localgraph/) never see the Functions host.
-    assert all(p.startswith(("functions/", "devtools/")) or p == "function_app.py" for p in importers), importers
+    assert all(p.startswith(("functions/", "devtools/")) or p == "function_app.py" for p in importers), (
+        importers
+    )
     assert not any(p.startswith("localgraph/") for p in importers)
     assert not any(p.startswith("shared/") for p in importers)
 
