@@ -99,6 +99,15 @@ class StagedJsonl:
 
     async def write_line(self, line: bytes) -> None:
         """A line already encoded (kept unchanged from a previous run's file)."""
+        if len(line) >= self._block_size:
+            # A very long line (a group of a million members: 37 MB) is staged as it is, after what is
+            # buffered, rather than copied into the buffer and out again.
+            await self.flush()
+            await self._stage_block(line)
+            if not line.endswith(b"\n"):
+                await self._stage_block(b"\n")
+            self.records += 1
+            return
         self._buffer += line if line.endswith(b"\n") else line + b"\n"
         self._buffered += 1
         if len(self._buffer) >= self._block_size:
@@ -122,11 +131,14 @@ class StagedJsonl:
         if not self._buffer:
             return
         data, self._buffer = bytes(self._buffer), bytearray()
+        await self._stage_block(data)
+        self.records += self._buffered
+        self._buffered = 0
+
+    async def _stage_block(self, data: bytes) -> None:
         block_id = self._block_id()
         await threads.call(self._blob.stage_block, block_id, data)
         self.blocks.append(block_id)
-        self.records += self._buffered
-        self._buffered = 0
 
     async def commit(self) -> None:
         await self.flush()
@@ -160,16 +172,24 @@ async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[byt
         return container.get_blob_client(name).download_blob().chunks()
 
     chunks = await threads.call(open_chunks)
-    rest = b""
+    pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
     while True:
         chunk = await threads.call(next, chunks, None)
         if chunk is None:
             break
-        data = rest + chunk
-        lines = data.split(b"\n")
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:  # a long line: joined once at its end, not copied chunk after chunk
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(lines[0])
+            lines[0] = b"".join(pending)
+            pending = []
         rest = lines.pop()
         for line in lines:
             if line:
                 yield line
-    if rest:
-        yield rest
+        if rest:
+            pending.append(rest)
+    if pending:
+        yield b"".join(pending)
