@@ -41,7 +41,7 @@ test: setup
 bench: setup
 	$(PY) -m devtools.benchmark
 
-# 1,000,000 users, 100,000 groups, 10,000,000 memberships: about 20 minutes; the local Graph takes about 3 GB.
+# 1,000,000 users, 100,000 groups, 10,000,000 memberships: about 12 minutes; the local Graph takes about 3 GB.
 bench-xl: setup
 	$(PY) -m devtools.benchmark_xl
 
