@@ -189,10 +189,6 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     assert "cannot read" in caught.value.errors[0].message
 
 
-def test_config_error_is_a_value_error() -> None:
-    assert issubclass(ConfigError, ValueError)
-
-
 def test_config_error_survives_pickling() -> None:
     error = ConfigError([ConfigIssue("tasks[0].mode", "must be 'full' or 'incremental'")])
 

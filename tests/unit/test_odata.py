@@ -470,10 +470,6 @@ def test_wrong_function_arity_is_rejected():
         parse_filter("endsWith(displayName,'a','b')")
 
 
-def test_filter_error_is_a_value_error():
-    assert issubclass(FilterError, ValueError)
-
-
 # ------------------------------------------------------------------------------------------- analyze
 
 
