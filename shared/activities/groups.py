@@ -29,7 +29,15 @@ from shared.activities.contract import (
 )
 from shared.activities.memberships import add_member
 from shared.activities.problems import ActivityError, from_graph_error, invalid
-from shared.activities.users import CLOCK_SKEW, created_since, delete_object, graph_body, response, verify_in
+from shared.activities.users import (
+    CLOCK_SKEW,
+    create_body,
+    created_since,
+    delete_object,
+    graph_body,
+    response,
+    verify_in,
+)
 from shared.config.event_tasks import EventMappings
 from shared.graph.errors import Conflict, GraphError, NotFound
 from shared.retry import Action
@@ -52,19 +60,7 @@ def group_mappings(call: ActivityCall) -> EventMappings:
 
 async def create(call: ActivityCall, request: GroupCreateRequest) -> ActivityResponse:
     mappings = group_mappings(call)
-    problems: list[tuple[str, str]] = []
-    try:
-        body = translation.to_graph(request.values, mappings, call.task)
-    except translation.TranslationProblems as exc:
-        problems, body = list(exc.problems), exc.body
-    for prop in REQUIRED_FOR_CREATE:
-        code = translation.mapped(mappings, prop)
-        if code is None:
-            problems.append(("task", f"event task {call.task.name} maps no local code to {prop}"))
-        elif body.get(prop) in (None, ""):
-            problems.append((f"values.{code}", f"required to create a group ({prop})"))
-    if problems:
-        raise invalid(problems)
+    body = create_body(call, request.values, mappings, REQUIRED_FOR_CREATE, "group")
     body.setdefault("groupTypes", [])
     resolved_by_lookup = False
     sent_at = datetime.now(UTC)

@@ -75,6 +75,27 @@ def graph_body(call: ActivityCall, values: dict[str, Any], mappings: EventMappin
         raise invalid(exc.problems) from None
 
 
+def create_body(
+    call: ActivityCall, values: dict[str, Any], mappings: EventMappings, required: tuple[str, ...], kind: str
+) -> dict[str, Any]:
+    """The Graph body of a create: the translated values, with every problem named at once (values that do not
+    translate, required properties the task maps no code to or the call leaves empty)."""
+    problems: list[tuple[str, str]] = []
+    try:
+        body = translation.to_graph(values, mappings, call.task)
+    except translation.TranslationProblems as exc:
+        problems, body = list(exc.problems), exc.body
+    for prop in required:
+        code = translation.mapped(mappings, prop)
+        if code is None:
+            problems.append(("task", f"event task {call.task.name} maps no local code to {prop}"))
+        elif body.get(prop) in (None, ""):
+            problems.append((f"values.{code}", f"required to create a {kind} ({prop})"))
+    if problems:
+        raise invalid(problems)
+    return body
+
+
 def response(call: ActivityCall, **fields: Any) -> dict[str, Any]:
     return {
         "activity": call.activity,
@@ -115,19 +136,7 @@ async def password_for(call: ActivityCall, given: str | None) -> str:
 
 async def create(call: ActivityCall, request: UserCreateRequest) -> ActivityResponse:
     mappings = user_mappings(call)
-    problems: list[tuple[str, str]] = []
-    try:
-        body = translation.to_graph(request.values, mappings, call.task)
-    except translation.TranslationProblems as exc:
-        problems, body = list(exc.problems), exc.body
-    for prop in REQUIRED_FOR_CREATE:
-        code = translation.mapped(mappings, prop)
-        if code is None:
-            problems.append(("task", f"event task {call.task.name} maps no local code to {prop}"))
-        elif body.get(prop) in (None, ""):
-            problems.append((f"values.{code}", f"required to create a user ({prop})"))
-    if problems:
-        raise invalid(problems)
+    body = create_body(call, request.values, mappings, REQUIRED_FOR_CREATE, "user")
     password = await password_for(call, request.password.get_secret_value() if request.password else None)
     body.setdefault("accountEnabled", True)
     body["passwordProfile"] = {
