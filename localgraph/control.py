@@ -40,6 +40,27 @@ from localgraph.errors import GraphError
 from localgraph.tenant import COLLECTIONS, AppRegistration, DirObject, Tenant
 
 
+async def json_body(request: Request) -> Any:
+    """A control request's JSON body ({} when empty)."""
+    raw = await request.body()
+    return json.loads(raw) if raw.strip() else {}
+
+
+def guarded(handler):
+    """A control handler as a route endpoint: its result as JSON, Graph-style errors, bad input as 400."""
+
+    async def run(request: Request) -> Response:
+        try:
+            result = await handler(request)
+        except GraphError as error:
+            return JSONResponse(error.body("control", None), error.status)
+        except (ValueError, TypeError, KeyError) as error:
+            return JSONResponse({"error": {"code": "BadRequest", "message": str(error)}}, 400)
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    return run
+
+
 def export(tenant: Tenant, obj: DirObject) -> dict[str, Any]:
     item = dict(obj.view)
     item["@odata.type"] = obj.odata_type
@@ -128,24 +149,6 @@ def routes(ctx: ServerContext) -> list[Route]:
             raise GraphError(404, "NotFound", f"unknown collection {collection}")
         return kind
 
-    async def body(request: Request) -> Any:
-        raw = await request.body()
-        return json.loads(raw) if raw.strip() else {}
-
-    def guarded(handler):
-        async def run(request: Request) -> Response:
-            try:
-                result = await handler(request)
-            except GraphError as error:
-                return JSONResponse(error.body("control", None), error.status)
-            except (ValueError, TypeError, KeyError) as error:
-                return JSONResponse({"error": {"code": "BadRequest", "message": str(error)}}, 400)
-            if isinstance(result, Response):
-                return result
-            return JSONResponse(result)
-
-        return run
-
     async def info(request: Request):
         return {
             "tenant_id": tenant.tenant_id,
@@ -170,14 +173,14 @@ def routes(ctx: ServerContext) -> list[Route]:
 
     async def settings(request: Request):
         if request.method == "PATCH":
-            ctx.settings.update(await body(request))
+            ctx.settings.update(await json_body(request))
         from dataclasses import asdict
 
         return asdict(ctx.settings)
 
     async def faults(request: Request):
         if request.method == "PUT":
-            ctx.faults.replace((await body(request)).get("rules", []))
+            ctx.faults.replace((await json_body(request)).get("rules", []))
         elif request.method == "DELETE":
             ctx.faults.replace([])
         return {"rules": ctx.faults.describe()}
@@ -185,7 +188,7 @@ def routes(ctx: ServerContext) -> list[Route]:
     async def objects(request: Request):
         kind = kind_of(request.path_params["collection"])
         if request.method == "POST":
-            return export(tenant, tenant.create(kind, await body(request)))
+            return export(tenant, tenant.create(kind, await json_body(request)))
         return {"value": [export(tenant, obj) for obj in tenant.live(kind)]}
 
     async def one_object(request: Request):
@@ -193,7 +196,7 @@ def routes(ctx: ServerContext) -> list[Route]:
         object_id = request.path_params["id"]
         if request.method == "PATCH":
             tenant.get(object_id, kind)
-            return export(tenant, tenant.update(object_id, await body(request)))
+            return export(tenant, tenant.update(object_id, await json_body(request)))
         if request.method == "DELETE":
             tenant.get(object_id, kind, include_deleted=True)
             if request.query_params.get("hard", "").lower() == "true":
@@ -209,7 +212,7 @@ def routes(ctx: ServerContext) -> list[Route]:
 
     async def members(request: Request):
         group_id = request.path_params["id"]
-        data = await body(request)
+        data = await json_body(request)
         for member_id in data.get("add", []):
             tenant.add_member(group_id, member_id)
         for member_id in data.get("remove", []):
@@ -217,18 +220,18 @@ def routes(ctx: ServerContext) -> list[Route]:
         return {"members": list(tenant.members.get(group_id.lower(), {}))}
 
     async def manager(request: Request):
-        tenant.set_manager(request.path_params["id"], (await body(request)).get("id"))
+        tenant.set_manager(request.path_params["id"], (await json_body(request)).get("id"))
         return {"manager": tenant.manager.get(request.path_params["id"].lower())}
 
     async def churn_(request: Request):
-        data = await body(request)
+        data = await json_body(request)
         started = time.perf_counter()
         done = churn(tenant, float(data.get("fraction", 0.01)), int(data.get("seed", 1)))
         done["seconds"] = round(time.perf_counter() - started, 3)
         return done
 
     async def invalidate(request: Request):
-        mode = (await body(request)).get("mode", "syncStateNotFound")
+        mode = (await json_body(request)).get("mode", "syncStateNotFound")
         if mode not in ("syncStateNotFound", "reset"):
             raise ValueError("mode must be syncStateNotFound or reset")
         ctx.settings.delta_token_failure = mode
@@ -236,7 +239,7 @@ def routes(ctx: ServerContext) -> list[Route]:
         return {"generation": ctx.delta_generation, "mode": mode}
 
     async def apps(request: Request):
-        data = await body(request)
+        data = await json_body(request)
         client_id = str(uuid.uuid4())
         app = AppRegistration(
             client_id=client_id,

@@ -61,10 +61,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from localgraph.context import ServerContext
+from localgraph.control import guarded, json_body
 from localgraph.errors import GraphError
 from localgraph.routing import GraphRequest, GraphResponse, Router
 from localgraph.tenant import Change
@@ -715,24 +715,6 @@ def reauthorize_subscription(ctx: ServerContext, req: GraphRequest, id: str) -> 
 def control_routes(ctx: ServerContext) -> list[Route]:
     """``/_control/subscriptions``: see the module docstring."""
 
-    async def read_body(request: Request) -> Any:
-        import json
-
-        raw = await request.body()
-        return json.loads(raw) if raw.strip() else {}
-
-    def guarded(handler):
-        async def run(request: Request) -> Response:
-            try:
-                result = await handler(request)
-            except GraphError as error:
-                return JSONResponse(error.body("control", None), error.status)
-            except (ValueError, TypeError, KeyError) as error:
-                return JSONResponse({"error": {"code": "BadRequest", "message": str(error)}}, 400)
-            return result if isinstance(result, Response) else JSONResponse(result)
-
-        return run
-
     def find(subscription_id: str) -> Subscription:
         for sub in service(ctx).live():
             if sub.id == subscription_id.lower():
@@ -753,7 +735,7 @@ def control_routes(ctx: ServerContext) -> list[Route]:
     async def settings(request: Request):
         subs = service(ctx)
         if request.method == "PATCH":
-            subs.settings.update(await read_body(request))
+            subs.settings.update(await json_body(request))
         return asdict(subs.settings)
 
     async def deliveries(request: Request):
