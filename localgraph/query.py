@@ -369,8 +369,11 @@ def project(obj: DirObject, select: list[str] | None, *, with_type: bool = False
     for the few non-nullable ones); ``onPremisesExtensionAttributes`` always has its 15 keys; unset
     extension properties are omitted; stream properties (``application.logo``) are never in JSON bodies.
     """
-    # $select=id (member and memberOf pages): the id is all it takes, a packed object is not decoded.
-    props = {"id": obj.id} if select is not None and all(name == "id" for name in select) else obj.view
+    # $select=id (member and memberOf pages): the id is all it takes, a packed object is not decoded, and
+    # the answer is what project_props gives for it (a million of these per 100,000-user benchmark run).
+    if select is not None and select and all(name == "id" for name in select):
+        return {"@odata.type": obj.odata_type, "id": obj.id} if with_type else {"id": obj.id}
+    props = obj.view
     return project_props(obj.kind, obj.id, props, select, odata_type=obj.odata_type if with_type else None)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -102,11 +103,14 @@ def dispatch(ctx: ServerContext, req: GraphRequest, *, caller=None) -> GraphResp
     return response
 
 
+DIAGNOSTIC = json.dumps({"ServerInfo": {"DataCenter": "Local", "Slice": "E", "Ring": "5"}})
+
+
 def _render(req: GraphRequest, response: GraphResponse) -> Response:
     headers = {
         "request-id": req.request_id,
         "client-request-id": req.header("client-request-id") or req.request_id,
-        "x-ms-ags-diagnostic": json.dumps({"ServerInfo": {"DataCenter": "Local", "Slice": "E", "Ring": "5"}}),
+        "x-ms-ags-diagnostic": DIAGNOSTIC,
         "Cache-Control": "no-store",
         "Strict-Transport-Security": "max-age=31536000",
         "OData-Version": "4.0",
@@ -121,8 +125,17 @@ def _render(req: GraphRequest, response: GraphResponse) -> Response:
         )
     if isinstance(body, str):
         return Response(body, response.status, headers, media_type=response.content_type or "text/plain")
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(content, response.status, headers, media_type=response.content_type or "application/json")
+    return Response(
+        render_json(body), response.status, headers, media_type=response.content_type or "application/json"
+    )
+
+
+def render_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson: the server's largest cost was the standard library's encoder)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # what orjson refuses and json accepts (integers beyond 64 bits)
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def build_app(ctx: ServerContext) -> Starlette:

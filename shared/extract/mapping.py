@@ -9,8 +9,6 @@ pseudo-attributes ``members`` and ``memberOf`` map the object's direct membershi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
@@ -178,9 +176,3 @@ class Mapper:
             if code is not None:
                 attributes[code] = values if isinstance(values, MemberIds) else sorted(values)
         return {"id": record["id"], "attributes": attributes}
-
-
-def record_hash(record: dict[str, Any]) -> int:
-    """A 64-bit digest of a record's content, to tell changed records from unchanged ones."""
-    canonical = json.dumps(record["attributes"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")

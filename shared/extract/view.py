@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from shared import jsoncodec
 from shared.extract.fanout import MemberIds
 from shared.storage.views import parse
 
@@ -66,7 +67,7 @@ def parse_packed(line: bytes, codes: Iterable[str]) -> dict[str, Any]:
         end, raw = found
         packed[code] = MemberIds.from_packed(raw)
         line = line[:start] + json.dumps(_PLACEHOLDER).encode() + line[end:]
-    record = json.loads(line)
+    record = jsoncodec.loads(line)
     attributes = record.get("attributes") if isinstance(record, dict) else None
     for code, ids in packed.items():
         if not isinstance(attributes, dict) or attributes.get(code) != _PLACEHOLDER:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Mapping
@@ -27,6 +26,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
+from shared import jsoncodec
 from shared.graph.auth import TokenProvider
 from shared.graph.errors import (
     BadRequest,
@@ -406,7 +406,7 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         response = await self.send("GET", path_or_url, params=params, headers=headers)
-        data: dict[str, Any] = response.json()
+        data: dict[str, Any] = jsoncodec.loads(response.content)
         return data
 
     # ------------------------------------------------------------------------------------ page loop
@@ -468,7 +468,7 @@ class GraphClient:
                 json_body={"requests": [s.as_json() for s in pending]},
                 retry_as="GET" if reads_only else None,
             )
-            answers = {str(a["id"]): a for a in response.json().get("responses", [])}
+            answers = {str(a["id"]): a for a in jsoncodec.loads(response.content).get("responses", [])}
             retry: list[BatchStep] = []
             waits: list[float] = []
             for step in pending:
@@ -508,7 +508,7 @@ def decode_body(result: BatchResult) -> Any:
     """A step's body as JSON (Graph sends JSON objects; some proxies send strings)."""
     if isinstance(result.body, str):
         try:
-            return json.loads(result.body)
+            return jsoncodec.loads(result.body)
         except ValueError:
             return result.body
     return result.body

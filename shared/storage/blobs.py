@@ -26,6 +26,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
+from shared import jsoncodec
 from shared.storage import threads
 
 JSONL = ContentSettings(content_type="application/x-ndjson")
@@ -54,7 +55,7 @@ def encode_line(record: dict[str, Any]) -> bytes:
         raw.append(value)
         return f"{_RAW}{len(raw) - 1}\x00"
 
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=placeholder).encode()
+    text = jsoncodec.dumps(record, default=placeholder)
     if not raw:
         return text + b"\n"
     parts = []

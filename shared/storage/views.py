@@ -8,7 +8,6 @@ changed record from an unchanged one without parsing JSON.
 from __future__ import annotations
 
 import hashlib
-import json
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from azure.storage.blob import ContainerClient
 
+from shared import jsoncodec
 from shared.storage.blobs import read_lines
 
 _PREFIX = b'{"id":"'
@@ -23,7 +23,7 @@ _PREFIX = b'{"id":"'
 
 def line_id(line: bytes) -> str:
     if not line.startswith(_PREFIX):
-        return json.loads(line)["id"]
+        return jsoncodec.loads(line)["id"]
     end = line.index(b'"', len(_PREFIX))
     return line[len(_PREFIX) : end].decode()
 
@@ -33,7 +33,7 @@ def line_digest(line: bytes) -> int:
 
 
 def parse(line: bytes) -> dict[str, Any]:
-    return json.loads(line)
+    return jsoncodec.loads(line)
 
 
 def id_hash(object_id: str) -> int:
