@@ -15,9 +15,10 @@ twice; applying it twice is harmless).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -204,15 +205,17 @@ class TaskRun:
             delta_links: dict[str, str] = {}
             if self.task.mode == "incremental":
                 # Before reading: changes made while we read are then replayed by the next round.
+                # The rounds' links are taken together (one round trip, not one per round).
                 by_name = {run.stream.name: run.stream for run in runs}
+                latest: dict[str, Awaitable[str]] = {}
                 for name in rounds:
                     stream = by_name.get(name) or membership_probe()
                     if stream.spec.watermark:
                         delta_links[name] = start_watermark(stream)  # no delta: a timestamp watermark
                         continue
-                    delta_links[name] = await latest_delta_link(
-                        client, stream, members=stream.spec is MEMBERSHIPS
-                    )
+                    latest[name] = latest_delta_link(client, stream, members=stream.spec is MEMBERSHIPS)
+                taken = dict(zip(latest, await asyncio.gather(*latest.values()), strict=True))
+                delta_links = {name: delta_links.get(name) or taken[name] for name in rounds}
             checkpoint = await self.checkpoints.start("full", plan.reason, delta_links)
         for run in runs:
             for relation in run.relations.values():

@@ -421,26 +421,38 @@ class GraphClient:
         """Every page of a collection or a delta round, following links verbatim.
 
         ``first`` is an already fetched first page (e.g. a ``$batch`` step's body); paging continues from
-        its nextLink.
+        its nextLink. The next page is requested as soon as a page's link is known, before the page is
+        handed over: whatever the caller does with a page (a stop check, staging its block) overlaps the
+        next round trip instead of adding to a chain of pages that can only be fetched one after another.
         """
-        url: str | None = self.url(path_or_url, params)
         followed: set[str] = set()
+        ahead: asyncio.Future[dict[str, Any]] | None = None
+        if first is None:
+            ahead = asyncio.ensure_future(self.get_json(self.url(path_or_url, params), headers=headers))
         data = first
-        while True:
-            if data is None:
-                assert url is not None
-                data = await self.get_json(url, headers=headers)
-            next_link = data.get("@odata.nextLink")
-            delta_link = data.get("@odata.deltaLink")
-            yield Page(list(data.get("value") or []), next_link, delta_link, data.get("@odata.count"))
-            if not next_link:
-                return
-            if next_link in followed:
-                raise PagingError(
-                    f"the service returned a link twice: {redact_url(next_link)}", code="PagingLoop"
-                )
-            followed.add(next_link)
-            url, data = next_link, None
+        try:
+            while True:
+                if data is None:
+                    assert ahead is not None
+                    data, ahead = await ahead, None
+                next_link = data.get("@odata.nextLink")
+                delta_link = data.get("@odata.deltaLink")
+                repeated = next_link in followed
+                if next_link and not repeated:
+                    followed.add(next_link)
+                    ahead = asyncio.ensure_future(self.get_json(next_link, headers=headers))
+                yield Page(list(data.get("value") or []), next_link, delta_link, data.get("@odata.count"))
+                if not next_link:
+                    return
+                if repeated:
+                    raise PagingError(
+                        f"the service returned a link twice: {redact_url(next_link)}", code="PagingLoop"
+                    )
+                data = None
+        finally:
+            if ahead is not None:  # the caller stopped early: the page read ahead is not wanted
+                ahead.cancel()
+                ahead.add_done_callback(_retrieve)
 
     # -------------------------------------------------------------------------------------- batches
     async def batch(self, steps: Iterable[BatchStep]) -> dict[str, BatchResult]:
@@ -502,6 +514,12 @@ class GraphClient:
             )
             pending = retry
         return results
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark an abandoned read-ahead's outcome as seen (no "exception was never retrieved" warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def decode_body(result: BatchResult) -> Any:
