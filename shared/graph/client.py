@@ -361,7 +361,7 @@ class GraphClient:
         attempt = 0
         while True:
             attempt += 1
-            await self._pace([version_path(url, self.base_url)])
+            await self._pace([(method, version_path(url, self.base_url))])
             try:
                 response = await self._http.request(
                     method, url, headers=headers, json=json_body, content=content
@@ -391,9 +391,10 @@ class GraphClient:
             )
             await self._wait(decision.wait_s, refused)
 
-    async def _pace(self, paths: list[str]) -> None:
-        """Wait for the service budgets these requests draw on (Intune's): pacing, not 429s."""
-        counted, waited = await self.pacer.before(paths)
+    async def _pace(self, requests: list[tuple[str, str]], *, batched: bool = False) -> None:
+        """Wait for the service budgets these requests draw on (Intune's, and the directory's for batched
+        fan-out): pacing, not 429s."""
+        counted, waited = await self.pacer.before(requests, batched=batched)
         stats = self.call.stats
         stats.paced_requests += counted
         stats.paced_s += waited
@@ -473,7 +474,7 @@ class GraphClient:
             # The envelope is a POST, but re-sending it is safe when every step is idempotent: a 503 or
             # a dropped connection then costs a retry, not the run.
             reads_only = all(s.method.upper() in IDEMPOTENT for s in pending)
-            await self._pace([s.url for s in pending])
+            await self._pace([(s.method, s.url) for s in pending], batched=True)
             response = await self.send(
                 "POST",
                 "/$batch",

@@ -16,6 +16,7 @@ Layout (container ``EXTRACTS_CONTAINER``, default ``extracts``)::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -67,6 +68,15 @@ def encode_line(record: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
+STAGING_AHEAD = 2  # blocks of a buffered writer staged in the background at once (memory: 2 x block size)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """An upload nobody awaits any more (its writer failed elsewhere) must not warn "never retrieved"."""
+    if not future.cancelled():
+        future.exception()
+
+
 class StagedJsonl:
     """One JSON Lines blob being written. ``blocks`` (staged ids, in order) is what a checkpoint keeps."""
 
@@ -84,8 +94,9 @@ class StagedJsonl:
         self._block_size = block_size
         self._buffer = bytearray()
         self.blocks: list[str] = list(blocks)
-        self.records = records  # records in staged blocks
+        self.records = records  # records in staged blocks (and in blocks being staged, until flush())
         self._buffered = 0
+        self._staging: list[asyncio.Future[Any]] = []  # blocks being staged while writing goes on
 
     @staticmethod
     def _block_id() -> str:
@@ -96,28 +107,29 @@ class StagedJsonl:
         self._buffer += encode_line(record)
         self._buffered += 1
         if len(self._buffer) >= self._block_size:
-            await self.flush()
+            await self._send_buffer()
 
     async def write_line(self, line: bytes) -> None:
         """A line already encoded (kept unchanged from a previous run's file)."""
         if len(line) >= self._block_size:
             # A very long line (a group of a million members: 37 MB) is staged as it is, after what is
             # buffered, rather than copied into the buffer and out again.
-            await self.flush()
-            await self._stage_block(line)
+            await self._send_buffer()
+            await self._send(line)
             if not line.endswith(b"\n"):
-                await self._stage_block(b"\n")
+                await self._send(b"\n")
             self.records += 1
             return
         self._buffer += line if line.endswith(b"\n") else line + b"\n"
         self._buffered += 1
         if len(self._buffer) >= self._block_size:
-            await self.flush()
+            await self._send_buffer()
 
     async def stage(self, records: list[dict[str, Any]]) -> str | None:
         """Stage ``records`` as block(s) of their own (not mixed with the buffer); returns the last id.
 
-        Used where a checkpoint must say exactly which records a set of blocks holds.
+        Used where a checkpoint must say exactly which records a set of blocks holds: the block is staged
+        when this returns.
         """
         data = b"".join(encode_line(r) for r in records)
         if not data:
@@ -129,17 +141,33 @@ class StagedJsonl:
         return block_id
 
     async def flush(self) -> None:
+        """Stage what is buffered; when this returns, every block in ``blocks`` is staged."""
+        await self._send_buffer()
+        await self._settle(0)
+
+    async def _send_buffer(self) -> None:
         if not self._buffer:
             return
         data, self._buffer = bytes(self._buffer), bytearray()
-        await self._stage_block(data)
+        await self._send(data)
         self.records += self._buffered
         self._buffered = 0
 
-    async def _stage_block(self, data: bytes) -> None:
+    async def _send(self, data: bytes) -> None:
+        """Stage a block in the background: the writer goes on filling the next block (or reading what it
+        copies) meanwhile. The block's place in ``blocks`` is taken now, so the order of the blob's blocks is
+        the order of writing whichever upload ends first; at most ``STAGING_AHEAD`` blocks are in flight."""
+        await self._settle(STAGING_AHEAD - 1)
         block_id = self._block_id()
-        await threads.call(self._blob.stage_block, block_id, data)
         self.blocks.append(block_id)
+        staging = asyncio.ensure_future(threads.call(self._blob.stage_block, block_id, data))
+        staging.add_done_callback(_retrieve)
+        self._staging.append(staging)
+
+    async def _settle(self, keep: int) -> None:
+        """Wait until at most ``keep`` blocks are still being staged (a failed upload raises here)."""
+        while len(self._staging) > keep:
+            await self._staging.pop(0)
 
     async def commit(self) -> None:
         await self.flush()
@@ -174,23 +202,38 @@ async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[byt
 
     chunks = await threads.call(open_chunks)
     pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
-    while True:
-        chunk = await threads.call(next, chunks, None)
-        if chunk is None:
-            break
-        lines = chunk.split(b"\n")
-        if len(lines) == 1:  # a long line: joined once at its end, not copied chunk after chunk
-            pending.append(chunk)
-            continue
-        if pending:
-            pending.append(lines[0])
-            lines[0] = b"".join(pending)
-            pending = []
-        rest = lines.pop()
-        for line in lines:
-            if line:
+    # The next chunk downloads while the caller works through this one's lines (one download at a time:
+    # the downloader is not shared between threads).
+    ahead: asyncio.Future[bytes | None] | None = asyncio.ensure_future(threads.call(next, chunks, None))
+    try:
+        while ahead is not None:
+            chunk = await ahead
+            ahead = None
+            if chunk is None:
+                break
+            ahead = asyncio.ensure_future(threads.call(next, chunks, None))
+            for line in _split(chunk, pending):
                 yield line
-        if rest:
-            pending.append(rest)
+        if pending:
+            yield b"".join(pending)
+    finally:
+        if ahead is not None:  # the caller stopped reading early
+            ahead.cancel()
+            ahead.add_done_callback(_retrieve)
+
+
+def _split(chunk: bytes, pending: list[bytes]) -> list[bytes]:
+    """The complete lines of ``chunk``; the start of a line that continues in the next chunk(s) is left in
+    ``pending`` (a long line is joined once at its end, not copied chunk after chunk)."""
+    lines = chunk.split(b"\n")
+    if len(lines) == 1:
+        pending.append(chunk)
+        return []
     if pending:
-        yield b"".join(pending)
+        pending.append(lines[0])
+        lines[0] = b"".join(pending)
+        pending.clear()
+    rest = lines.pop()
+    if rest:
+        pending.append(rest)
+    return [line for line in lines if line]

@@ -3,9 +3,11 @@ back whole, across download chunks."""
 
 from __future__ import annotations
 
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from shared.storage.blobs import StagedJsonl, read_lines
+from shared.storage.blobs import STAGING_AHEAD, StagedJsonl, read_lines
 
 
 async def test_long_lines_are_staged_whole_and_read_back_across_chunks(
@@ -23,3 +25,36 @@ async def test_long_lines_are_staged_whole_and_read_back_across_chunks(
     assert writer.records == 5
     read = [line async for line in read_lines(container, "t/runs/r/groups.jsonl")]
     assert read == [line.rstrip(b"\n") for line in lines]
+
+
+async def test_blocks_staged_in_the_background_keep_their_order_and_a_failed_upload_is_not_lost(
+    storage_environ: dict[str, str],
+) -> None:
+    service = BlobServiceClient.from_connection_string(storage_environ["AzureWebJobsStorage"])
+    container = service.get_container_client(storage_environ["EXTRACTS_CONTAINER"])
+    container.create_container()
+    lines = [f'{{"id":"u{n}","attributes":{{"pad":"{"x" * (n % 900)}"}}}}'.encode() for n in range(3000)]
+    writer = StagedJsonl(container, "t/runs/r/users.jsonl", block_size=64 * 1024)
+    for line in lines:
+        await writer.write_line(line)
+    await writer.flush()
+    assert len(writer.blocks) > 2 * STAGING_AHEAD and writer.records == len(lines)
+    # After flush() every listed block is staged: the uncommitted block list names them all, in order.
+    staged = container.get_blob_client("t/runs/r/users.jsonl").get_block_list("uncommitted")[1]
+    assert sorted(b.id for b in staged) == sorted(writer.blocks)
+    await writer.commit()
+    read = [line async for line in read_lines(container, "t/runs/r/users.jsonl")]
+    assert read == lines
+
+    # A reader that stops early leaves no download behind it.
+    async for first in read_lines(container, "t/runs/r/users.jsonl"):
+        assert first == lines[0]
+        break
+
+    # Uploads that fail in the background fail the writer (here: its container does not exist).
+    missing = service.get_container_client("no-such-container")
+    failing = StagedJsonl(missing, "t/runs/r/users.jsonl", block_size=64 * 1024)
+    with pytest.raises(ResourceNotFoundError):
+        for line in lines:
+            await failing.write_line(line)
+        await failing.commit()

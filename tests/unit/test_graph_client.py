@@ -8,6 +8,8 @@ to another host).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import ssl
 import time
@@ -485,3 +487,55 @@ def test_storage_and_identity_errors_are_classified_by_the_same_table():
     assert classify(storage_error(503)) is Action.RETRY and classify(storage_error(409)) is Action.FIX
     assert transient(storage_error(500)) and not transient(storage_error(412))
     assert classify(ValueError("a bug")) is Action.FIX
+
+
+async def test_the_next_page_is_requested_before_the_caller_is_done_with_the_current_one():
+    """Pages are a chain of round trips: while the caller works on a page, the next one is on its way."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        number = int(request.url.params.get("$skiptoken", "0"))
+        body: dict = {"value": [{"id": str(number)}]}
+        if number < 2:
+            body["@odata.nextLink"] = f"https://graph.test/v1.0/users?$skiptoken={number + 1}"
+        return httpx.Response(200, json=body)
+
+    requested_while_held = []
+    async with mock_client(handler) as client:
+        ids = []
+        async for page in client.pages("users"):
+            await asyncio.sleep(0.05)  # the caller's work on this page (staging it, a stop check)
+            requested_while_held.append(len(sent))
+            ids += [item["id"] for item in page.items]
+    assert ids == ["0", "1", "2"]
+    assert requested_while_held == [2, 3, 3]  # pages 1 and 2 were requested while 0 and 1 were held
+    assert len(sent) == 3  # and nothing beyond the last page
+
+
+async def test_a_caller_that_stops_early_abandons_the_page_read_ahead_quietly():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "$skiptoken" in str(request.url):
+            return httpx.Response(
+                404, json={"error": {"code": "Request_ResourceNotFound", "message": "gone"}}
+            )
+        return httpx.Response(
+            200,
+            json={"value": [{"id": "1"}], "@odata.nextLink": "https://graph.test/v1.0/users?$skiptoken=1"},
+        )
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        async with mock_client(handler) as client:
+            async with contextlib.aclosing(client.pages("users")) as pages:
+                async for page in pages:
+                    assert page.items == [{"id": "1"}]
+                    break
+            await asyncio.sleep(0.05)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert unhandled == []  # the read-ahead's 404 was nobody's: no "exception was never retrieved"
