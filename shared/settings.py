@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     # Intune's budget per app and tenant (docs/graph-behaviour.md section 11): requests paced, not throttled.
     intune_requests: int = _setting("INTUNE_REQUESTS_PER_WINDOW", 2000, ge=1, le=100000)
     intune_window_s: float = _setting("INTUNE_WINDOW_SECONDS", 20.0, gt=0, le=3600)
-    block_size: int = _setting("BLOCK_SIZE_BYTES", 4 * 1024 * 1024, ge=64 * 1024, le=4000 * 1024 * 1024)
+    block_size: int = _setting("BLOCK_SIZE_BYTES", 1024 * 1024, ge=64 * 1024, le=4000 * 1024 * 1024)
     graph_backoff_s: float = _setting(
         "GRAPH_BACKOFF_SECONDS", 1.0, gt=0, le=60
     )  # first wait without Retry-After

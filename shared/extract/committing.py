@@ -51,10 +51,11 @@ async def commit(
         if record.mode == "full":
             # A full read comes in Graph's order: compare with the previous view by id. (An incremental run
             # counted its changes while it merged.)
-            before = None
             if previous.view is not None and name in previous.view.files:
                 before = await views.digests(extracts, previous.view.files[name])
-            records, changed, removed = await views.compare(extracts, output.writer.name, before)
+                records, changed, removed = await views.compare(extracts, output.writer.name, before)
+            else:  # no view to compare with: every record is new, and the writer counted them
+                records, changed, removed = output.writer.records, output.writer.records, 0
             output.counts.written, output.counts.changed, output.counts.removed = records, changed, removed
     record.counts = {o.stream.name: o.counts for o in outputs}
     record.files = files

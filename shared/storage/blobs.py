@@ -24,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
@@ -68,7 +69,7 @@ def encode_line(record: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
-STAGING_AHEAD = 2  # blocks of a buffered writer staged in the background at once (memory: 2 x block size)
+STAGING_AHEAD = 1  # blocks of a buffered writer staged in the background at once (memory: block size each)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -194,24 +195,37 @@ async def get_json(container: ContainerClient, name: str) -> Any | None:
     return None if raw is None else json.loads(raw)
 
 
+READ_CHUNK = 1024 * 1024  # bytes per ranged read of a committed file
+
+
 async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[bytes]:
-    """The lines of a committed JSON Lines blob, streamed in chunks (memory stays flat)."""
+    """The lines of a committed JSON Lines blob, read in ranges of :data:`READ_CHUNK` (memory stays flat).
 
-    def open_chunks():
-        return container.get_blob_client(name).download_blob().chunks()
+    Each range is one GET pinned to the blob's ETag: a blob replaced under the reader fails the read rather
+    than mixing two versions. The next range downloads while the caller works through this one's lines, so
+    reading a view back (the delivery's changes, an incremental merge) waits on storage once, not per range.
+    """
+    blob = container.get_blob_client(name)
+    properties = await threads.call(blob.get_blob_properties)
+    size, etag = properties.size, properties.etag
 
-    chunks = await threads.call(open_chunks)
-    pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
-    # The next chunk downloads while the caller works through this one's lines (one download at a time:
-    # the downloader is not shared between threads).
-    ahead: asyncio.Future[bytes | None] | None = asyncio.ensure_future(threads.call(next, chunks, None))
+    def download(offset: int) -> bytes:
+        length = min(READ_CHUNK, size - offset)
+        return blob.download_blob(
+            offset=offset, length=length, etag=etag, match_condition=MatchConditions.IfNotModified
+        ).readall()
+
+    def fetch(offset: int) -> asyncio.Future[bytes] | None:
+        return asyncio.ensure_future(threads.call(download, offset)) if offset < size else None
+
+    pending: list[bytes] = []  # the start of a line that continues in the next range(s)
+    offset = 0
+    ahead = fetch(offset)
     try:
         while ahead is not None:
             chunk = await ahead
-            ahead = None
-            if chunk is None:
-                break
-            ahead = asyncio.ensure_future(threads.call(next, chunks, None))
+            offset += len(chunk)
+            ahead = fetch(offset) if chunk else None
             for line in _split(chunk, pending):
                 yield line
         if pending:

@@ -39,7 +39,8 @@ class StorageClients:
 
     @cached_property
     def blobs(self) -> BlobServiceClient:
-        # Reads stream in 4 MiB ranges (the SDK's default first read is 32 MiB, held in memory at once).
+        # Downloads of whole blobs read 4 MiB ranges (the SDK's default first read is 32 MiB, held in memory at
+        # once); view files are read in ranges of their own (shared.storage.blobs.READ_CHUNK).
         chunk = 4 * 1024 * 1024
         if self.settings.storage_connection:
             return BlobServiceClient.from_connection_string(

@@ -16,7 +16,7 @@ def test_defaults_when_nothing_is_set():
     )
     assert (s.config_table, s.history_table, s.state_table) == ("connectorconfig", "runhistory", "taskstate")
     assert (s.tick_schedule, s.run_deadline_s, s.lease_s) == ("0 * * * * *", 3600.0, 60)
-    assert (s.graph_concurrency, s.block_size, s.graph_backoff_s) == (8, 4 * 1024 * 1024, 1.0)
+    assert (s.graph_concurrency, s.block_size, s.graph_backoff_s) == (8, 1024 * 1024, 1.0)
     assert s.storage_connection is None and s.blob_service_uri is None and s.ca_bundle is None
     assert s.environment_type == "dev" and s.appinsights_connection_string is None
 
