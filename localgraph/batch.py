@@ -34,6 +34,7 @@ import base64
 import binascii
 import json
 import random
+from collections.abc import Generator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -221,6 +222,18 @@ def step_header(step: Step, name: str) -> str | None:
 @router.route("POST", "/$batch")
 def run_batch(ctx, req: GraphRequest, dispatch=None) -> GraphResponse:
     """Serve a JSON batch; each step goes through ``dispatch`` (the server's pipeline)."""
+    steps = batch_steps(ctx, req, dispatch)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def batch_steps(ctx, req: GraphRequest, dispatch=None) -> Generator[None, None, GraphResponse]:
+    """:func:`run_batch`, pausing after each step: the server lets other requests in between (Graph serves a
+    client's requests side by side; one process on one event loop must take turns, and a batch of twenty
+    member pages should not hold a single page request back for all twenty)."""
     if dispatch is None:  # the server always passes its pipeline; this is for direct callers
         from localgraph.server import dispatch
     steps = parse_batch(req.body)
@@ -248,6 +261,7 @@ def run_batch(ctx, req: GraphRequest, dispatch=None) -> GraphResponse:
         response = dispatch(ctx, step_req, caller=req.caller)
         statuses[step.id.lower()] = response.status
         responses.append(_step_response(step.id, response))
+        yield
     if ctx.settings.shuffle_batch_responses:
         random.Random().shuffle(responses)
     return GraphResponse(200, {"responses": responses}, content_type="application/json")
