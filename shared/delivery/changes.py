@@ -112,9 +112,10 @@ class ChangeSet:
         return self.marks + self.upserts
 
 
-def _upsert_line(stream: str, line: bytes) -> bytes:
-    # The view's line is {"id":…,"attributes":…}: prefix it, keeping its bytes (no JSON round trip).
-    return b'{"op":"upsert","stream":' + json.dumps(stream).encode() + b"," + line.rstrip(b"\n")[1:] + b"\n"
+def _upsert_head(stream: str) -> bytes:
+    """What an upsert line puts before the view line's ``"id":…,"attributes":…`` (its bytes are kept as they
+    are: no JSON round trip, and no copy of the line before it reaches the writer's buffer)."""
+    return b'{"op":"upsert","stream":' + json.dumps(stream).encode() + b","
 
 
 def _restored_line(stream: str, line: bytes, marking: DeletionMarking | None) -> bytes:
@@ -206,6 +207,7 @@ async def compute(
         moved = delivered is not None and delivered.targets.get(stream.name, stream.target) != stream.target
         resend = resend_all or moved  # every record again (marks stay as they are)
         lines = _none() if stream.removed else read_lines(container, stream.view_file)  # removed: none live
+        upsert = _upsert_head(stream.name)
         async for line in lines:
             object_id = line_id(line)
             hashed, digest = id_hash(object_id), line_digest(line)
@@ -214,7 +216,7 @@ async def compute(
             index = old.find(hashed) if old is not None else -1
             if index < 0:
                 counts.new += 1
-                await writer.write_line(_upsert_line(stream.name, line))
+                await writer.write_parts(upsert, memoryview(line)[1:])
                 continue
             seen[index] = 1
             assert old is not None
@@ -224,7 +226,7 @@ async def compute(
                 await writer.write_line(_restored_line(stream.name, line, stream.marking))
             elif resend or before != digest:
                 counts.changed += 1
-                await writer.write_line(_upsert_line(stream.name, line))
+                await writer.write_parts(upsert, memoryview(line)[1:])
             else:
                 counts.unchanged += 1
         if old is not None:

@@ -126,6 +126,19 @@ class StagedJsonl:
         if len(self._buffer) >= self._block_size:
             await self._send_buffer()
 
+    async def write_parts(self, head: bytes, rest: bytes | memoryview) -> None:
+        """One line given as a prefix and the rest of an encoded line (a view line after its ``{``), written
+        without joining them first; a newline is added."""
+        if len(head) + len(rest) >= self._block_size:
+            await self.write_line(head + bytes(rest))  # a very long line: its own block, as write_line does
+            return
+        self._buffer += head
+        self._buffer += rest
+        self._buffer += b"\n"
+        self._buffered += 1
+        if len(self._buffer) >= self._block_size:
+            await self._send_buffer()
+
     async def stage(self, records: list[dict[str, Any]]) -> str | None:
         """Stage ``records`` as block(s) of their own (not mixed with the buffer); returns the last id.
 
@@ -157,7 +170,7 @@ class StagedJsonl:
     async def _send(self, data: bytes) -> None:
         """Stage a block in the background: the writer goes on filling the next block (or reading what it
         copies) meanwhile. The block's place in ``blocks`` is taken now, so the order of the blob's blocks is
-        the order of writing whichever upload ends first; at most ``STAGING_AHEAD`` blocks are in flight."""
+        the order of writing, whichever upload ends first; at most ``STAGING_AHEAD`` blocks are in flight."""
         await self._settle(STAGING_AHEAD - 1)
         block_id = self._block_id()
         self.blocks.append(block_id)
