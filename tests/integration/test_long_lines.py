@@ -16,7 +16,8 @@ async def test_long_lines_are_staged_whole_and_read_back_across_chunks(
     service = BlobServiceClient.from_connection_string(storage_environ["AzureWebJobsStorage"])
     container = service.get_container_client(storage_environ["EXTRACTS_CONTAINER"])
     container.create_container()
-    long_line = b'{"id":"g1","attributes":{"members":["' + b"a" * 9_000_000 + b'"]}}'  # several ranges of READ_CHUNK
+    # Nine ranges of READ_CHUNK, so the line crosses several.
+    long_line = b'{"id":"g1","attributes":{"members":["' + b"a" * 9_000_000 + b'"]}}'
     lines = [b'{"id":"u1"}', long_line, b'{"id":"u2"}\n', long_line + b"\n", b'{"id":"u3"}']
     writer = StagedJsonl(container, "t/runs/r/groups.jsonl", block_size=64 * 1024)
     for line in lines:
