@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
@@ -20,6 +20,7 @@ from urllib.parse import quote
 from shared.graph.client import MAX_BATCH_STEPS, BatchStep, GraphClient, decode_body
 
 PAGE_QUERY = "$select=id&$top=999"  # member and memberOf pages: ids only, Graph's largest page
+SORT_AT_ONCE = 65536  # MemberIds.json_bytes sorts groups up to this size in one step
 
 
 class MemberIds:
@@ -30,14 +31,16 @@ class MemberIds:
     JSON creates, so the memory a very large group took returns to the system once its record is written.
     """
 
-    __slots__ = ("_other", "_packed")
+    __slots__ = ("_json", "_other", "_packed")
 
     def __init__(self, ids: Iterable[str] = ()) -> None:
         self._packed = bytearray()
         self._other: list[str] = []
+        self._json: bytes | bytearray | None = None  # built ahead by prepare_json
         self.extend(ids)
 
     def extend(self, ids: Iterable[str]) -> None:
+        self._json = None
         ids = ids if isinstance(ids, list) else list(ids)
         if ids and self._extend_guids(ids):
             return
@@ -129,13 +132,43 @@ class MemberIds:
         list of a million strings (about 120 MB) and copies of its JSON. Ids are sorted a first byte at a
         time; hex digits sort as their bytes do, so the order is that of the strings.
         """
+        prepared = self._json
+        if prepared is not None:
+            self._json = None  # handed over once: the caller writes it, this object does not keep it
+            return prepared
+        steps = self._json_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    async def prepare_json(self) -> None:
+        """Build :meth:`json_bytes` ahead, letting the event loop run between first bytes: for a group of a
+        million, the second of work it takes would otherwise hold back every page in flight (the users
+        chain's above all). Smaller groups are left to :meth:`json_bytes`."""
+        if len(self._packed) // 16 <= SORT_AT_ONCE or self._other:
+            return
+        steps = self._json_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                self._json = done.value
+                return
+            await asyncio.sleep(0)
+
+    def _json_steps(self) -> Generator[None, None, bytes | bytearray]:
+        """:meth:`json_bytes`, pausing after each bucket of ids that share a first byte."""
         if self._other:
             return json.dumps(self.sorted(), ensure_ascii=False, separators=(",", ":")).encode()
         packed = self._packed
         count = len(packed) // 16
         if not count:
             return b"[]"
-        if count <= 65536:  # sorted at once (small groups: per-bucket steps would cost more than they save)
+        if (
+            count <= SORT_AT_ONCE
+        ):  # sorted at once (small groups: per-bucket steps would cost more than they save)
             buckets = [bytearray(packed)]
         else:  # a first byte at a time: a very large group is never all in 16-byte objects at once
             buckets = [bytearray() for _ in range(256)]
@@ -165,6 +198,7 @@ class MemberIds:
             region[38::width] = b"," * n
             region.release()
             position += width * n
+            yield
         out[-1] = ord("]")
         return out
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from shared.extract.concurrency import first_error
+from shared.extract.fanout import MemberIds
 from shared.extract.mapping import Mapper
 from shared.extract.relations import Relation
 from shared.extract.scoping import Scope
@@ -106,6 +107,10 @@ class FullRead:
         if kept:
             for name, relation in self.relations.items():
                 values[name] = await relation.full_values(ids)
+        for found in values.values():  # a huge group's member ids: their JSON built letting the loop run
+            for member_ids in found.values():
+                if isinstance(member_ids, MemberIds):
+                    await member_ids.prepare_json()
         records = []
         for obj in kept:
             related = {name: found.get(obj["id"]) for name, found in values.items()}

@@ -98,3 +98,31 @@ def test_patching_a_sorted_view_splices_and_equals_patching_the_strings() -> Non
     }
     patched = view_ids.patched(gained, lost)
     assert encode_line({"m": patched}) == encode_line({"m": sorted((set(ids) - lost) | gained)})
+
+
+async def test_json_built_ahead_for_a_huge_group_is_the_same_and_lets_the_loop_run():
+    import asyncio
+
+    from shared.extract.fanout import SORT_AT_ONCE
+
+    rng = random.Random(11)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(SORT_AT_ONCE + 5000)]
+    expected = json.dumps(sorted(ids), separators=(",", ":")).encode()
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    packed = MemberIds(ids)
+    ticker = asyncio.ensure_future(other_work())
+    await packed.prepare_json()
+    ticker.cancel()
+    assert turns > 10  # the loop ran other work while the JSON was built (a step per first byte)
+    assert bytes(packed.json_bytes()) == expected
+    assert bytes(packed.json_bytes()) == expected  # built anew once the prepared bytes were handed over
+    small = MemberIds(ids[:100])
+    await small.prepare_json()  # small groups are left to json_bytes
+    assert bytes(small.json_bytes()) == json.dumps(sorted(ids[:100]), separators=(",", ":")).encode()
