@@ -35,13 +35,14 @@ import binascii
 import json
 import random
 from collections.abc import Generator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from localgraph.errors import GraphError, new_request_id
 from localgraph.routing import GraphRequest, GraphResponse, Router
 
 router = Router()
+T = TypeVar("T")
 
 MAX_STEPS = 20
 METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
@@ -222,12 +223,16 @@ def step_header(step: Step, name: str) -> str | None:
 @router.route("POST", "/$batch")
 def run_batch(ctx, req: GraphRequest, dispatch=None) -> GraphResponse:
     """Serve a JSON batch; each step goes through ``dispatch`` (the server's pipeline)."""
-    steps = batch_steps(ctx, req, dispatch)
+    return drain(batch_steps(ctx, req, dispatch))
+
+
+def drain(steps: Generator[None, None, T]) -> T:
+    """Run a pausing generator (:func:`batch_steps`, ``server.dispatch_steps``) to its end, without pauses."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
-            return done.value
+            return done.value  # type: ignore[no-any-return]
 
 
 def batch_steps(ctx, req: GraphRequest, dispatch=None) -> Generator[None, None, GraphResponse]:

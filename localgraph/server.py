@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,6 +44,7 @@ from localgraph.routing import GraphRequest, GraphResponse, Router
 from localgraph.tenant import AppRegistration
 from localgraph.throttling import Faults, Throttle, request_cost
 from localgraph.tls import TlsMaterial, load_or_write_material
+from shared import jsoncodec
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,7 @@ APP_ROLES = [
 
 def dispatch(ctx: ServerContext, req: GraphRequest, *, caller=None) -> GraphResponse:
     """Serve one Graph request (or batch step) synchronously; errors become Graph error responses."""
-    steps = dispatch_steps(ctx, req, caller=caller)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return batch.drain(dispatch_steps(ctx, req, caller=caller))
 
 
 def dispatch_steps(
@@ -139,16 +134,11 @@ def _render(req: GraphRequest, response: GraphResponse) -> Response:
     if isinstance(body, str):
         return Response(body, response.status, headers, media_type=response.content_type or "text/plain")
     return Response(
-        render_json(body), response.status, headers, media_type=response.content_type or "application/json"
+        jsoncodec.dumps(body),
+        response.status,
+        headers,
+        media_type=response.content_type or "application/json",
     )
-
-
-def render_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON (orjson: the server's largest cost was the standard library's encoder)."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:  # what orjson refuses and json accepts (integers beyond 64 bits)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def build_app(ctx: ServerContext) -> Starlette:

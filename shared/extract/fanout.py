@@ -166,9 +166,8 @@ class MemberIds:
         count = len(packed) // 16
         if not count:
             return b"[]"
-        if (
-            count <= SORT_AT_ONCE
-        ):  # sorted at once (small groups: per-bucket steps would cost more than they save)
+        # Small groups are sorted at once: per-bucket steps would cost more than they save.
+        if count <= SORT_AT_ONCE:
             buckets = [bytearray(packed)]
         else:  # a first byte at a time: a very large group is never all in 16-byte objects at once
             buckets = [bytearray() for _ in range(256)]

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.storage.blobs import STAGING_AHEAD, StagedJsonl, read_lines
 
 
-async def test_long_lines_are_staged_whole_and_read_back_across_chunks(
-    storage_environ: dict[str, str],
-) -> None:
-    service = BlobServiceClient.from_connection_string(storage_environ["AzureWebJobsStorage"])
-    container = service.get_container_client(storage_environ["EXTRACTS_CONTAINER"])
-    container.create_container()
+@pytest.fixture
+def service(storage_environ: dict[str, str]) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(storage_environ["AzureWebJobsStorage"])
+
+
+@pytest.fixture
+def container(service: BlobServiceClient, storage_environ: dict[str, str]) -> ContainerClient:
+    created = service.get_container_client(storage_environ["EXTRACTS_CONTAINER"])
+    created.create_container()
+    return created
+
+
+async def test_long_lines_are_staged_whole_and_read_back_across_chunks(container: ContainerClient) -> None:
     # Nine ranges of READ_CHUNK, so the line crosses several.
     long_line = b'{"id":"g1","attributes":{"members":["' + b"a" * 9_000_000 + b'"]}}'
     lines = [b'{"id":"u1"}', long_line, b'{"id":"u2"}\n', long_line + b"\n", b'{"id":"u3"}']
@@ -29,11 +36,8 @@ async def test_long_lines_are_staged_whole_and_read_back_across_chunks(
 
 
 async def test_blocks_staged_in_the_background_keep_their_order_and_a_failed_upload_is_not_lost(
-    storage_environ: dict[str, str],
+    service: BlobServiceClient, container: ContainerClient
 ) -> None:
-    service = BlobServiceClient.from_connection_string(storage_environ["AzureWebJobsStorage"])
-    container = service.get_container_client(storage_environ["EXTRACTS_CONTAINER"])
-    container.create_container()
     lines = [f'{{"id":"u{n}","attributes":{{"pad":"{"x" * (n % 900)}"}}}}'.encode() for n in range(3000)]
     writer = StagedJsonl(container, "t/runs/r/users.jsonl", block_size=64 * 1024)
     for line in lines:
