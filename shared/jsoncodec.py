@@ -5,7 +5,7 @@ orjson parses and writes JSON several times faster than the ``json`` module (on 
 ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes for the values a record holds
 (strings with every escape, integers, ``true``/``false``/``null``, lists, objects in insertion order, floats
 other than those with a small negative exponent: ``1e-07`` is written ``1e-7``), so the digests of
-earlier runs' lines (shared/delivery/digests.py) still match after the switch. The standard library takes
+earlier runs' lines (shared/storage/digests.py) still match after the switch. The standard library takes
 over where orjson refuses what ``json`` accepts: integers beyond 64 bits, non-string keys, and an escaped
 lone UTF-16 surrogate in a document (valid JSON, which a directory string can hold).
 """

@@ -2,7 +2,7 @@
 
 - :mod:`~shared.delivery.changes`: the run's changes against the task cache (the last delivered view),
   deletion marks included, written as ``changes.jsonl`` beside the view.
-- :mod:`~shared.delivery.digests`: the cache's per-record digest tables (blob, 16 bytes per record).
+- the cache's per-record digest tables (blob, 16 bytes per record) are :mod:`shared.storage.digests`'s.
 - :mod:`~shared.delivery.removals`: why an object left the view (deleted, soft-deleted, out of scope).
 - :mod:`~shared.delivery.cache`: when the cache is cleared (daily UTC hours, on demand).
 - :mod:`~shared.delivery.batches` and :mod:`~shared.delivery.load`: batches with stable ids, POSTed to the

@@ -1,8 +1,10 @@
 """A run's changes against the task cache (the last delivered view): ``changes.jsonl`` beside its view.
 
-One pass over each of the run's view files (streamed) against the delivered view's digest table (in
-memory, 16 bytes per record), then, only if some delivered records were not seen, one pass over the
-delivered view's file to name them. Memory holds the digest tables and the ids to mark, never records.
+Each of the run's views is compared with the delivered view by their digest tables (in memory, 16 bytes
+per record; a view's table is written with it); then the view is read for the records to send, if any
+(streamed: all of it, a range at a time, when every record is sent), and only if some delivered records
+were not seen, the delivered view's file is read to name them. Memory holds the digest tables, the id
+hashes of the records to send and the ids to mark, never records.
 
 Each line of ``changes.jsonl`` is one change (schema/delivery-batch.schema.json, ``records`` items)::
 
@@ -20,7 +22,9 @@ extract keeps reading incrementally).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from array import array
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +32,10 @@ from typing import Any
 from azure.storage.blob import ContainerClient
 
 from shared.config.delivery import DeletionMarking
-from shared.delivery import digests
-from shared.delivery.digests import MARKED, DigestBuilder, DigestTable, id_hash, line_digest
-from shared.storage.blobs import StagedJsonl, encode_line, read_lines
+from shared.storage import digests
+from shared.storage.blobs import StagedJsonl, encode_line, read_chunks, read_lines
 from shared.storage.delivery import DeliveredView
+from shared.storage.digests import MARKED, DigestTable, id_hash
 from shared.storage.views import line_id
 
 Reasons = Callable[[list[str], "StreamOutput"], Awaitable[dict[str, str]]]  # ids of a stream -> reasons
@@ -188,6 +192,10 @@ async def compute(
 
     ``resend_all``: the cache was cleared, so every record is delivered again (marks still come from the
     delivered view: clearing forgets how records looked, not which objects the platform has).
+
+    Each stream's view is compared with the cache table to table (the view's own table was written with
+    it); the view is read only if records are to be sent, and when every record is (a first delivery, a
+    cleared cache) it is copied a range at a time, each line given its upsert head, with no step per line.
     """
     writer = StagedJsonl(container, f"{prefix}/changes.jsonl", block_size=block_size)
     result: dict[str, StreamChanges] = {}
@@ -202,55 +210,36 @@ async def compute(
             old = await digests.load(container, delivered.digests[stream.name])
         if old is not None:
             delivered_live += old.live()
-        seen = bytearray(len(old) if old is not None else 0)
-        builder = DigestBuilder()
+        # A removed stream has no live records: every object it delivered is gone.
+        table_now = _EMPTY if stream.removed else await digests.of_view(container, stream.view_file)
+        counts.records = len(table_now)
         moved = delivered is not None and delivered.targets.get(stream.name, stream.target) != stream.target
         resend = resend_all or moved  # every record again (marks stay as they are)
-        lines = _none() if stream.removed else read_lines(container, stream.view_file)  # removed: none live
-        upsert = _upsert_head(stream.name)
-        async for line in lines:
-            object_id = line_id(line)
-            hashed, digest = id_hash(object_id), line_digest(line)
-            builder.add(hashed, digest)
-            counts.records += 1
-            index = old.find(hashed) if old is not None else -1
-            if index < 0:
-                counts.new += 1
-                await writer.write_parts(upsert, memoryview(line)[1:])
-                continue
-            seen[index] = 1
-            assert old is not None
-            before = old.digests[index]
-            if before == MARKED:
-                counts.restored += 1
-                await writer.write_line(_restored_line(stream.name, line, stream.marking))
-            elif resend or before != digest:
-                counts.changed += 1
-                await writer.write_parts(upsert, memoryview(line)[1:])
-            else:
-                counts.unchanged += 1
+        plan = _plan(table_now, old, resend, counts)
+        if plan.upserts and plan.upserts == len(table_now) and not plan.restored:
+            await _all_upserts(container, stream, writer)
+        elif plan.upserts:
+            await _some_upserts(container, stream, writer, plan)
+        marked: list[int] = []  # id hashes the new table keeps as MARKED
         if old is not None:
-            gone_live = [
-                i for i in range(len(old)) if not seen[i] and old.digests[i] != MARKED
-            ]  # positions of delivered records not in this view
             # Still gone and already marked: stays marked, a cache clear included (it is not marked again,
             # and a comeback days later is still delivered as restored, with the marking's restored value).
-            for i in range(len(old)):
-                if not seen[i] and old.digests[i] == MARKED:
-                    builder.add(old.hashes[i], MARKED)
+            gone = [i for i in range(len(old)) if not plan.seen[i]]
+            marked += [old.hashes[i] for i in gone if old.digests[i] == MARKED]
+            gone_live = {i for i in gone if old.digests[i] != MARKED}  # delivered records not in this view
             if gone_live and stream.marking is not None and delivered is not None:
                 keys = await _ids_at(
-                    container, delivered.files[stream.name], old, set(gone_live), stream.key_attribute
+                    container, delivered.files[stream.name], old, gone_live, stream.key_attribute
                 )
                 found = await reasons(list(keys), stream)
                 for object_id, key in keys.items():
                     reason = found[object_id]
                     counts.marks[reason] = counts.marks.get(reason, 0) + 1
                     await writer.write(mark_record(stream.name, object_id, reason, stream.marking, key))
-                    builder.add(id_hash(object_id), MARKED)
+                    marked.append(id_hash(object_id))
         if stream.removed:
             continue  # marked once; it leaves the cache (a stream added again delivers everything anew)
-        table = builder.table()
+        table = digests.with_marks(table_now, marked)
         name = f"{prefix}/cache/{stream.name}.digests"
         await digests.save(container, name, table)
         digest_files[stream.name] = name
@@ -269,10 +258,91 @@ async def compute(
     return ChangeSet(writer.name, result, view, delivered_live)
 
 
-async def _none() -> AsyncIterator[bytes]:
-    """No view lines: a removed stream has no live records."""
-    return
-    yield b""  # pragma: no cover (makes this an async generator)
+_EMPTY = DigestTable(array("Q"), array("Q"))
+
+
+@dataclass
+class _Plan:
+    """Which of a view's records are sent: the id hashes of the upserts (sorted), and of the restored ones
+    among them; ``seen``: the cache's positions this view still has."""
+
+    sends: array
+    restored: set[int]
+    seen: bytearray
+
+    @property
+    def upserts(self) -> int:
+        return len(self.sends)
+
+
+def _plan(view: DigestTable, old: DigestTable | None, resend: bool, counts: StreamChanges) -> _Plan:
+    """Compare a view's table with the cache's (None: nothing delivered yet); counts what each record is."""
+    if old is None:
+        counts.new = len(view)
+        return _Plan(view.hashes, set(), bytearray())
+    sends = array("Q")
+    restored: set[int] = set()
+    seen = bytearray(len(old))
+    find, before = old.find, old.digests
+    for hashed, digest in zip(view.hashes, view.digests, strict=True):
+        index = find(hashed)
+        if index < 0:
+            counts.new += 1
+            sends.append(hashed)
+            continue
+        seen[index] = 1
+        if before[index] == MARKED:
+            counts.restored += 1
+            restored.add(hashed)
+            sends.append(hashed)
+        elif resend or before[index] != digest:
+            counts.changed += 1
+            sends.append(hashed)
+        else:
+            counts.unchanged += 1
+    return _Plan(sends, restored, seen)
+
+
+async def _all_upserts(container: ContainerClient, stream: StreamOutput, writer: StagedJsonl) -> None:
+    """Every line of the view as an upsert: copied a range at a time, each line's ``{`` replaced by the
+    upsert head (``{"op":"upsert","stream":…,``), the same bytes as line by line."""
+    head = _upsert_head(stream.name)
+    at_line_start = True  # every line of a view starts with "{" and ends with a newline
+    async for chunk in read_chunks(container, stream.view_file):
+        if not chunk:
+            continue
+        lines = chunk.count(b"\n")
+        # Every newline but a last one is followed by the next line's "{" (so the replace below meets
+        # every line start), and a range that starts a line starts with "{".
+        if (at_line_start and chunk[0] != 0x7B) or chunk.count(b"\n{") != lines - chunk.endswith(b"\n"):
+            raise ValueError(f"{stream.view_file}: a line that is not a JSON object")
+        data = chunk.replace(b"\n{", b"\n" + head)
+        if at_line_start:
+            data = head + data[1:]
+        at_line_start = chunk.endswith(b"\n")
+        await writer.write_lines(data, lines)
+    if not at_line_start:  # the last line had no newline
+        await writer.write_lines(b"\n", 1)
+
+
+async def _some_upserts(
+    container: ContainerClient, stream: StreamOutput, writer: StagedJsonl, plan: _Plan
+) -> None:
+    """The view's lines whose records are to be sent, in the view's order."""
+    upsert = _upsert_head(stream.name)
+    sends, left = plan.sends, plan.upserts
+    async for line in read_lines(container, stream.view_file):
+        hashed = id_hash(line_id(line))
+        at = bisect_left(sends, hashed)
+        if at == len(sends) or sends[at] != hashed:
+            continue
+        if hashed in plan.restored:
+            await writer.write_line(_restored_line(stream.name, line, stream.marking))
+        else:
+            await writer.write_parts(upsert, memoryview(line)[1:])
+        left -= 1
+        if not left:
+            break
 
 
 async def _ids_at(

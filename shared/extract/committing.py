@@ -17,7 +17,7 @@ from azure.storage.blob import ContainerClient
 from shared.extract.checkpointing import Checkpoints
 from shared.extract.streams import Stream
 from shared.runs import Manifest, ManifestFile, RunCounts, RunRecord, TaskState, View
-from shared.storage import blobs, views
+from shared.storage import blobs, digests
 from shared.storage.tables import StateStore
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,23 @@ async def commit(
     files = {}
     for output in outputs:
         name = output.stream.name
-        await output.writer.commit()
-        files[name] = output.writer.name
+        writer = output.writer
+        await writer.commit()
+        files[name] = writer.name
+        # The view's digest table, built while it was written (a run resumed from a checkpoint built none:
+        # readers then build it from the file), saved with it before anything names the view.
+        table = writer.digests.table() if isinstance(writer.digests, digests.DigestBuilder) else None
+        if table is not None:
+            await digests.save(extracts, digests.table_name(writer.name), table)
         if record.mode == "full":
-            # A full read comes in Graph's order: compare with the previous view by id. (An incremental run
-            # counted its changes while it merged.)
+            # A full read comes in Graph's order: compare with the previous view by id, table to table. (An
+            # incremental run counted its changes while it merged.)
             if previous.view is not None and name in previous.view.files:
-                before = await views.digests(extracts, previous.view.files[name])
-                records, changed, removed = await views.compare(extracts, output.writer.name, before)
+                before = await digests.of_view(extracts, previous.view.files[name])
+                now = table if table is not None else await digests.of_view(extracts, writer.name)
+                records, changed, removed = digests.compare(now, before)
             else:  # no view to compare with: every record is new, and the writer counted them
-                records, changed, removed = output.writer.records, output.writer.records, 0
+                records, changed, removed = writer.records, writer.records, 0
             output.counts.written, output.counts.changed, output.counts.removed = records, changed, removed
     record.counts = {o.stream.name: o.counts for o in outputs}
     record.files = files

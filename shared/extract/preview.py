@@ -20,7 +20,6 @@ from urllib.parse import quote
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.config import Config
-from shared.delivery import digests
 from shared.extract.fanout import FanOut, MemberIds
 from shared.extract.mapping import Mapper
 from shared.extract.relations import RelationContext
@@ -29,6 +28,7 @@ from shared.extract.streams import Stream, task_streams
 from shared.graph.client import GraphClient
 from shared.graph.errors import NotFound
 from shared.services import Services
+from shared.storage import digests
 from shared.storage.blobs import encode_line
 from shared.storage.delivery import DeliveryStateStore
 

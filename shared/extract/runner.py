@@ -44,7 +44,7 @@ from shared.graph.errors import DeltaTokenExpired, GraphError
 from shared.retry import transient
 from shared.runs import RunCounts, RunRecord, RunRequest, TaskState
 from shared.services import Services
-from shared.storage import blobs
+from shared.storage import blobs, digests
 from shared.storage.lease import TaskLease
 from shared.storage.runlogs import RunLog
 from shared.storage.stops import RunStopped, StopRequests, StopSignal
@@ -113,6 +113,8 @@ class TaskRun:
                 block_size=self.services.settings.block_size,
                 blocks=progress.blocks if progress else (),
                 records=progress.records if progress else 0,
+                # Its digest table as it is written; not for a resumed file (the blocks staged before).
+                digests=None if progress and progress.blocks else digests.DigestBuilder(),
             )
             relations = {name: stream.spec.relations[name](stream.spec, context) for name in stream.related()}
             scopings = [s for s in (make(stream.selection) for make in stream.spec.scopings) if s is not None]

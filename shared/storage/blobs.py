@@ -10,6 +10,7 @@ Layout (container ``EXTRACTS_CONTAINER``, default ``extracts``)::
 
     {task}/runs/{run_id}/users.jsonl      one record per line
     {task}/runs/{run_id}/groups.jsonl
+    {task}/runs/{run_id}/users.jsonl.digests  its digest table (shared/storage/digests.py), with the file
     {task}/runs/{run_id}/manifest.json    written last: a run folder without it did not commit
     {task}/latest.json                    the last committed run's manifest (the current view)
 """
@@ -22,7 +23,7 @@ import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -69,6 +70,12 @@ def encode_line(record: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
+class LineDigests(Protocol):
+    """What a writer tells about each line it writes (shared.storage.digests.DigestBuilder)."""
+
+    def add_line(self, line: bytes) -> None: ...
+
+
 STAGING_AHEAD = 1  # blocks of a buffered writer staged in the background at once (memory: block size each)
 
 
@@ -89,8 +96,12 @@ class StagedJsonl:
         block_size: int,
         blocks: Iterable[str] = (),
         records: int = 0,
+        digests: LineDigests | None = None,
     ) -> None:
+        """``digests``: given every line written (a view's writer: its digest table is built while it is
+        written, not read back later)."""
         self.name = name
+        self.digests = digests
         self._blob = container.get_blob_client(name)
         self._block_size = block_size
         self._buffer = bytearray()
@@ -105,13 +116,18 @@ class StagedJsonl:
         return base64.b64encode(uuid.uuid4().hex.encode()).decode()
 
     async def write(self, record: dict[str, Any]) -> None:
-        self._buffer += encode_line(record)
+        line = encode_line(record)
+        if self.digests is not None:
+            self.digests.add_line(line)
+        self._buffer += line
         self._buffered += 1
         if len(self._buffer) >= self._block_size:
             await self._send_buffer()
 
     async def write_line(self, line: bytes) -> None:
         """A line already encoded (kept unchanged from a previous run's file)."""
+        if self.digests is not None:
+            self.digests.add_line(line)
         if len(line) >= self._block_size:
             # A very long line (a group of a million members: 37 MB) is staged as it is, after what is
             # buffered, rather than copied into the buffer and out again.
@@ -132,6 +148,8 @@ class StagedJsonl:
         if len(head) + len(rest) >= self._block_size:
             await self.write_line(head + bytes(rest))  # a very long line: its own block, as write_line does
             return
+        if self.digests is not None:
+            self.digests.add_line(head + bytes(rest))
         self._buffer += head
         self._buffer += rest
         self._buffer += b"\n"
@@ -145,14 +163,28 @@ class StagedJsonl:
         Used where a checkpoint must say exactly which records a set of blocks holds: the block is staged
         when this returns.
         """
-        data = b"".join(encode_line(r) for r in records)
-        if not data:
+        lines = [encode_line(r) for r in records]
+        if not lines:
             return None
+        if self.digests is not None:
+            for line in lines:
+                self.digests.add_line(line)
+        data = b"".join(lines)
         block_id = self._block_id()
         await threads.call(self._blob.stage_block, block_id, data)
         self.blocks.append(block_id)
         self.records += len(records)
         return block_id
+
+    async def write_lines(self, data: bytes, lines: int) -> None:
+        """Whole lines already encoded, each ending in a newline (``lines`` of them), written as they are."""
+        if self.digests is not None:
+            for line in data.splitlines():
+                self.digests.add_line(line)
+        self._buffer += data
+        self._buffered += lines
+        if len(self._buffer) >= self._block_size:
+            await self._send_buffer()
 
     async def flush(self) -> None:
         """Stage what is buffered; when this returns, every block in ``blocks`` is staged."""
@@ -212,11 +244,21 @@ READ_CHUNK = 1024 * 1024  # bytes per ranged read of a committed file
 
 
 async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[bytes]:
-    """The lines of a committed JSON Lines blob, read in ranges of :data:`READ_CHUNK` (memory stays flat).
+    """The lines of a committed JSON Lines blob, read in ranges of :data:`READ_CHUNK` (memory stays flat)."""
+    pending: list[bytes] = []  # the start of a line that continues in the next range(s)
+    async for chunk in read_chunks(container, name):
+        for line in _split(chunk, pending):
+            yield line
+    if pending:
+        yield b"".join(pending)
+
+
+async def read_chunks(container: ContainerClient, name: str) -> AsyncIterator[bytes]:
+    """A committed blob's bytes in ranges of :data:`READ_CHUNK` (lines may span ranges).
 
     Each range is one GET pinned to the blob's ETag: a blob replaced under the reader fails the read rather
-    than mixing two versions. The next range downloads while the caller works through this one's lines, so
-    reading a view back (the delivery's changes, an incremental merge) waits on storage once, not per range.
+    than mixing two versions. The next range downloads while the caller works through this one, so reading
+    a view back (the delivery's changes, an incremental merge) waits on storage once, not per range.
     """
     blob = container.get_blob_client(name)
     properties = await threads.call(blob.get_blob_properties)
@@ -231,7 +273,6 @@ async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[byt
     def fetch(offset: int) -> asyncio.Future[bytes] | None:
         return asyncio.ensure_future(threads.call(download, offset)) if offset < size else None
 
-    pending: list[bytes] = []  # the start of a line that continues in the next range(s)
     offset = 0
     ahead = fetch(offset)
     try:
@@ -239,10 +280,7 @@ async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[byt
             chunk = await ahead
             offset += len(chunk)
             ahead = fetch(offset) if chunk else None
-            for line in _split(chunk, pending):
-                yield line
-        if pending:
-            yield b"".join(pending)
+            yield chunk
     finally:
         if ahead is not None:  # the caller stopped reading early
             ahead.cancel()

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from shared.extract.runner import run_task
-from shared.storage import blobs
+from shared.storage import blobs, digests
 from shared.storage.queues import RunRequest
 from tests.support import expected_groups, expected_users, read_records, task_config
 
@@ -46,9 +46,11 @@ async def test_full_run_commits_files_manifest_and_latest_pointer(graph, service
         f"{prefix}/cache/users.digests",
         f"{prefix}/changes.jsonl",
         f"{prefix}/groups.jsonl",
+        f"{prefix}/groups.jsonl.digests",  # each view's digest table, built while it was written
         f"{prefix}/manifest.json",
         f"{prefix}/run.log",  # the run's own log lines
         f"{prefix}/users.jsonl",
+        f"{prefix}/users.jsonl.digests",
     ]
     manifest = await blobs.get_json(services.extracts, f"{prefix}/manifest.json")
     assert manifest == await blobs.get_json(services.extracts, "people/latest.json")
@@ -63,6 +65,15 @@ async def test_full_run_commits_files_manifest_and_latest_pointer(graph, service
     assert manifest["counts"]["groups"]["written"] == record.counts["groups"].written
     users_blob = services.extracts.get_blob_client(f"{prefix}/users.jsonl").get_blob_properties()
     assert users_blob.content_settings.content_type == "application/x-ndjson"
+    for stream in ("users", "groups"):  # the saved table is the one the view's lines give
+        view = f"{prefix}/{stream}.jsonl"
+        saved = await digests.load(services.extracts, digests.table_name(view))
+        built = digests.DigestBuilder()
+        async for line in blobs.read_lines(services.extracts, view):
+            built.add_line(line)
+        expected = built.table()
+        assert saved is not None and len(saved) == manifest["files"][stream]["records"]
+        assert (saved.hashes, saved.digests) == (expected.hashes, expected.digests)
 
 
 async def test_second_full_run_reports_changes_against_the_previous_view(graph, control, services):
@@ -74,6 +85,21 @@ async def test_second_full_run_reports_changes_against_the_previous_view(graph, 
     record = (await run_task(services, RunRequest(task="people"), config=config)).record
     assert record.counts["users"].changed == 1
     assert record.counts["users"].removed == 1
+    assert record.counts["users"].written == 149
+
+
+async def test_full_run_compares_with_a_previous_view_that_has_no_digest_table(graph, control, services):
+    """A view committed by an earlier version (or by a resumed run) has no table beside it: the comparison
+    builds one from its lines, with the same counts."""
+    config = task_config(graph.info)
+    first = (await run_task(services, RunRequest(task="people"), config=config)).record
+    services.extracts.delete_blob(digests.table_name(first.files["users"]))
+    users = control.objects("users")
+    control.update("users", users[0]["id"], {"jobTitle": "Chief Tester"})
+    control.update("users", users[2]["id"], {"jobTitle": "Deputy Tester"})
+    control.delete("users", users[1]["id"])
+    record = (await run_task(services, RunRequest(task="people"), config=config)).record
+    assert (record.counts["users"].changed, record.counts["users"].removed) == (2, 1)
     assert record.counts["users"].written == 149
 
 

@@ -1,9 +1,14 @@
-"""Digest tables: what each record of a delivered view looked like, in 16 bytes per record.
+"""Digest tables: what each record of a view looked like, in 16 bytes per record.
 
 A table holds, sorted by id hash, an 8-byte hash of each record's id and an 8-byte digest of its line
 (``MARKED`` for an object delivered as removed). 100,000 records take 1.6 MB in blob storage and in memory
-(two ``array('Q')``), so a run compares its view with the delivered one while streaming only its own file.
-Lookups are binary searches (``bisect`` on the array).
+(two ``array('Q')``). Lookups are binary searches (``bisect`` on the array).
+
+Two kinds are kept: a view's own table, written at commit beside its file (``{view file}.digests``, built
+while the view was written, so nothing reads the view back to learn it), and the task cache's (the delivered
+view's table plus its marks, ``cache/{stream}.digests``). A full run compares its view with the previous one
+table to table; delivery compares the run's view with the cache the same way, and reads the view only for the
+records it sends.
 
 Ids are hashed to 64 bits: among a million ids the chance that two share a hash is about 3 in 100 million.
 """
@@ -11,6 +16,7 @@ Ids are hashed to 64 bits: among a million ids the chance that two share a hash 
 from __future__ import annotations
 
 import hashlib
+import operator
 import struct
 import sys
 from array import array
@@ -20,6 +26,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.storage import threads
+from shared.storage.blobs import read_lines
+from shared.storage.views import line_id
 
 MAGIC = b"EGCDIG1\n"
 MARKED = 0  # the digest of an object delivered as removed (a real digest of 0 is stored as 1)
@@ -83,9 +91,17 @@ class DigestBuilder:
     def __init__(self) -> None:
         self._pairs = array("Q")  # hash, digest, hash, digest, ...
 
+    def __len__(self) -> int:
+        return len(self._pairs) // 2
+
     def add(self, hashed: int, digest: int) -> None:
         self._pairs.append(hashed)
         self._pairs.append(digest)
+
+    def add_line(self, line: bytes) -> None:
+        """A view line (``{"id":...,"attributes":...}``, with or without its newline)."""
+        self._pairs.append(id_hash(line_id(line)))
+        self._pairs.append(line_digest(line))
 
     def table(self) -> DigestTable:
         pairs = self._pairs
@@ -98,6 +114,62 @@ class DigestBuilder:
         digests = array("Q", (pairs[(key & mask) + 1] for key in order))
         self._pairs = array("Q")
         return DigestTable(hashes, digests)
+
+
+def with_marks(table: DigestTable, marked: list[int]) -> DigestTable:
+    """``table`` with ``marked`` id hashes added as ``MARKED`` (objects delivered as removed): a few
+    entries spliced in, not the whole table sorted again."""
+    if not marked:
+        return table
+    hashes, digests = array("Q"), array("Q")
+    start = 0
+    for hashed in sorted(marked):
+        at = bisect_left(table.hashes, hashed, start)
+        hashes += table.hashes[start:at]
+        digests += table.digests[start:at]
+        hashes.append(hashed)
+        digests.append(MARKED)
+        start = at
+    hashes += table.hashes[start:]
+    digests += table.digests[start:]
+    return DigestTable(hashes, digests)
+
+
+def table_name(view_file: str) -> str:
+    """Where a view's own table is kept: beside its file."""
+    return f"{view_file}.digests"
+
+
+async def of_view(container: ContainerClient, view_file: str) -> DigestTable:
+    """A committed view's table: the one written with it, or (a view committed without one: by an earlier
+    version, or by a run resumed from a checkpoint) built from its lines."""
+    saved = await load(container, table_name(view_file))
+    if saved is not None:
+        return saved
+    builder = DigestBuilder()
+    async for line in read_lines(container, view_file):
+        builder.add_line(line)
+    return builder.table()
+
+
+def compare(new: DigestTable, old: DigestTable | None) -> tuple[int, int, int]:
+    """(records, changed, removed) of a view against the previous view's table (None: no previous view):
+    a record is changed if its id is new or its line differs; removed if its id is no longer there."""
+    records = len(new)
+    if old is None:
+        return records, records, 0
+    if new.hashes == old.hashes:  # the same ids (the usual case): compared digest by digest, in C
+        return records, sum(map(operator.ne, new.digests, old.digests)), 0
+    changed = matched = 0
+    find, before = old.find, old.digests
+    for hashed, digest in zip(new.hashes, new.digests, strict=True):
+        index = find(hashed)
+        if index < 0:
+            changed += 1
+        else:
+            matched += 1
+            changed += before[index] != digest
+    return records, changed, len(old) - matched
 
 
 async def save(container: ContainerClient, name: str, table: DigestTable) -> None:
