@@ -22,6 +22,7 @@ import base64
 import json
 import secrets
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
@@ -97,11 +98,13 @@ class StagedJsonl:
         blocks: Iterable[str] = (),
         records: int = 0,
         digests: LineDigests | None = None,
+        staging_ahead: int = STAGING_AHEAD,
     ) -> None:
         """``digests``: given every line written (a view's writer: its digest table is built while it is
-        written, not read back later)."""
+        written, not read back later). ``staging_ahead``: blocks staged in the background at once."""
         self.name = name
         self.digests = digests
+        self._ahead = staging_ahead
         self._blob = container.get_blob_client(name)
         self._block_size = block_size
         self._buffer = bytearray()
@@ -202,8 +205,8 @@ class StagedJsonl:
     async def _send(self, data: bytes) -> None:
         """Stage a block in the background: the writer goes on filling the next block (or reading what it
         copies) meanwhile. The block's place in ``blocks`` is taken now, so the order of the blob's blocks is
-        the order of writing, whichever upload ends first; at most ``STAGING_AHEAD`` blocks are in flight."""
-        await self._settle(STAGING_AHEAD - 1)
+        the order of writing, whichever upload ends first; at most ``staging_ahead`` blocks are in flight."""
+        await self._settle(self._ahead - 1)
         block_id = self._block_id()
         self.blocks.append(block_id)
         staging = asyncio.ensure_future(threads.call(self._blob.stage_block, block_id, data))
@@ -253,38 +256,42 @@ async def read_lines(container: ContainerClient, name: str) -> AsyncIterator[byt
         yield b"".join(pending)
 
 
-async def read_chunks(container: ContainerClient, name: str) -> AsyncIterator[bytes]:
-    """A committed blob's bytes in ranges of :data:`READ_CHUNK` (lines may span ranges).
+async def read_chunks(
+    container: ContainerClient, name: str, *, size: int | None = None, ahead: int = 1
+) -> AsyncIterator[bytes]:
+    """A committed blob's bytes in ranges of ``size`` (:data:`READ_CHUNK` by default; lines may span ranges).
 
     Each range is one GET pinned to the blob's ETag: a blob replaced under the reader fails the read rather
-    than mixing two versions. The next range downloads while the caller works through this one, so reading
-    a view back (the delivery's changes, an incremental merge) waits on storage once, not per range.
+    than mixing two versions. The next ``ahead`` ranges download while the caller works through this one, so
+    reading a view back (the delivery's changes, an incremental merge) waits on storage once, not per range.
     """
     blob = container.get_blob_client(name)
     properties = await threads.call(blob.get_blob_properties)
-    size, etag = properties.size, properties.etag
+    total, etag = properties.size, properties.etag
+    step = size or READ_CHUNK
 
     def download(offset: int) -> bytes:
-        length = min(READ_CHUNK, size - offset)
         return blob.download_blob(
-            offset=offset, length=length, etag=etag, match_condition=MatchConditions.IfNotModified
+            offset=offset,
+            length=min(step, total - offset),
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
         ).readall()
 
-    def fetch(offset: int) -> asyncio.Future[bytes] | None:
-        return asyncio.ensure_future(threads.call(download, offset)) if offset < size else None
-
+    pending: deque[asyncio.Future[bytes]] = deque()
     offset = 0
-    ahead = fetch(offset)
     try:
-        while ahead is not None:
-            chunk = await ahead
-            offset += len(chunk)
-            ahead = fetch(offset) if chunk else None
-            yield chunk
+        while True:
+            while offset < total and len(pending) <= ahead:
+                pending.append(asyncio.ensure_future(threads.call(download, offset)))
+                offset += min(step, total - offset)
+            if not pending:
+                return
+            yield await pending.popleft()
     finally:
-        if ahead is not None:  # the caller stopped reading early
-            ahead.cancel()
-            ahead.add_done_callback(_retrieve)
+        for future in pending:  # the caller stopped reading early
+            future.cancel()
+            future.add_done_callback(_retrieve)
 
 
 def _split(chunk: bytes, pending: list[bytes]) -> list[bytes]:

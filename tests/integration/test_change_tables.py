@@ -68,7 +68,7 @@ async def _changes(container: ContainerClient, name: str) -> list[bytes]:
 async def test_a_first_delivery_copies_the_view_a_range_at_a_time_with_the_same_bytes(
     container: ContainerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(blobs, "READ_CHUNK", 1000)  # ranges end mid-line, at line ends, inside a long line
+    monkeypatch.setattr(changes, "COPY_CHUNK", 1000)  # ranges end mid-line, at line ends, inside a long line
     lines = _lines(120)
     view = await _view(container, "t/runs/r1/users.jsonl", lines)
     result = await _compute(container, "r1", view)
@@ -187,3 +187,13 @@ def test_tables_compare_by_id_and_digest() -> None:
         1,
     )  # c changed, d new, b gone
     assert digests.compare(table({"a": "1"}), None) == (1, 1, 0)
+
+
+async def test_ranges_read_ahead_come_in_order_and_a_reader_may_stop_early(container: ContainerClient) -> None:
+    data = bytes(range(256)) * 400  # 102,400 bytes
+    container.upload_blob("t/blob", data)
+    chunks = [chunk async for chunk in blobs.read_chunks(container, "t/blob", size=10_000, ahead=3)]
+    assert [len(chunk) for chunk in chunks] == [10_000] * 10 + [2_400] and b"".join(chunks) == data
+    reader = blobs.read_chunks(container, "t/blob", size=10_000, ahead=3)
+    assert await anext(reader) == data[:10_000]
+    await reader.aclose()  # three ranges in flight are dropped without an unretrieved error

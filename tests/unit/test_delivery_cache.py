@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from shared.delivery.batches import BatchHeader, DeliveryBatch
 from shared.delivery.cache import daily_clear_due, last_clear_moment
-from shared.storage.digests import MARKED, DigestBuilder, DigestTable, id_hash, line_digest
 from shared.storage.delivery import DeliveredView, DeliveryState
+from shared.storage.digests import MARKED, DigestBuilder, DigestTable, id_hash, line_digest
 
 AT = datetime(2026, 11, 30, 5, 30, tzinfo=UTC)
 
