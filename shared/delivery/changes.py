@@ -24,20 +24,21 @@ from __future__ import annotations
 import json
 from array import array
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.storage.blob import ContainerClient
 
 from shared.config.delivery import DeletionMarking
 from shared.storage import digests
-from shared.storage.blobs import StagedJsonl, encode_line, read_chunks, read_lines
+from shared.storage.blobs import StagedJsonl, encode_line, read_chunks, read_lines, read_ranges
 from shared.storage.delivery import DeliveredView
 from shared.storage.digests import MARKED, DigestTable, id_hash
 from shared.storage.views import line_id
 
+T = TypeVar("T")
 Reasons = Callable[[list[str], "StreamOutput"], Awaitable[dict[str, str]]]  # ids of a stream -> reasons
 
 
@@ -221,7 +222,7 @@ async def compute(
         if plan.upserts and plan.upserts == len(table_now) and not plan.restored:
             await _all_upserts(container, stream, writer)
         elif plan.upserts:
-            await _some_upserts(container, stream, writer, plan)
+            await _some_upserts(container, stream, writer, plan, table_now)
         marked: list[int] = []  # id hashes the new table keeps as MARKED
         if old is not None:
             # Still gone and already marked: stays marked, a cache clear included (it is not marked again,
@@ -329,9 +330,66 @@ async def _all_upserts(container: ContainerClient, stream: StreamOutput, writer:
 
 
 async def _some_upserts(
+    container: ContainerClient, stream: StreamOutput, writer: StagedJsonl, plan: _Plan, view: DigestTable
+) -> None:
+    """The view's lines whose records are to be sent, in the view's order: read by range where the view's
+    table says where they are, else by reading the view."""
+    if view.offsets is None or view.lengths is None:
+        await _upserts_by_reading(container, stream, writer, plan)
+        return
+    offsets, lengths = view.offsets, view.lengths
+    places = sorted(
+        (offsets[at], lengths[at], hashed) for hashed in plan.sends for at in (view.find(hashed),)
+    )
+    ranges = _ranges_of(places)
+    upsert = _upsert_head(stream.name)
+    reads = read_ranges(container, stream.view_file, [(start, size) for start, size, _ in ranges])
+    async for (start, _, lines), data in _zip_async(ranges, reads):
+        for offset, length, hashed in lines:
+            line = data[offset - start : offset - start + length]
+            if not line.startswith(b"{") or id_hash(line_id(line)) != hashed:  # the table and file disagree
+                raise ValueError(f"{stream.view_file}: no record at {offset} where its digest table has one")
+            if hashed in plan.restored:
+                await writer.write_line(_restored_line(stream.name, line, stream.marking))
+            else:
+                await writer.write_parts(upsert, memoryview(line)[1:])
+
+
+GAP = 64 * 1024  # lines closer than this are read in one range
+MOST = 4 * 1024 * 1024  # bytes of one range, unless a line alone is longer
+
+Place = tuple[int, int, int]  # a line's offset, length (without its newline), id hash
+
+
+def _ranges_of(places: list[Place]) -> list[tuple[int, int, list[Place]]]:
+    """Ranges (offset, length, the lines in it) covering lines at places sorted by offset, each line whole in
+    one range; lines less than :data:`GAP` apart share a range of at most :data:`MOST` bytes."""
+    ranges: list[tuple[int, int, list[Place]]] = []
+    for place in places:
+        offset, length, _ = place
+        end = offset + length + 1  # with its newline
+        if ranges:
+            start, size, lines = ranges[-1]
+            if offset - (start + size) <= GAP and end - start <= MOST:
+                lines.append(place)
+                ranges[-1] = (start, end - start, lines)
+                continue
+        ranges.append((offset, end - offset, [place]))
+    return ranges
+
+
+async def _zip_async(items: list[T], chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[T, bytes]]:
+    index = 0
+    async for chunk in chunks:
+        yield items[index], chunk
+        index += 1
+
+
+async def _upserts_by_reading(
     container: ContainerClient, stream: StreamOutput, writer: StagedJsonl, plan: _Plan
 ) -> None:
-    """The view's lines whose records are to be sent, in the view's order."""
+    """The view's lines whose records are to be sent, found by reading the whole view (a table without
+    the lines' places)."""
     upsert = _upsert_head(stream.name)
     sends, left = plan.sends, plan.upserts
     async for line in read_lines(container, stream.view_file):

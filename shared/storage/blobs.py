@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
 from shared import jsoncodec
 from shared.storage import threads
@@ -74,7 +74,7 @@ def encode_line(record: dict[str, Any]) -> bytes:
 class LineDigests(Protocol):
     """What a writer tells about each line it writes (shared.storage.digests.DigestBuilder)."""
 
-    def add_line(self, line: bytes) -> None: ...
+    def add_line(self, line: bytes, offset: int | None = None) -> None: ...
 
 
 STAGING_AHEAD = 1  # blocks of a buffered writer staged in the background at once (memory: block size each)
@@ -112,6 +112,7 @@ class StagedJsonl:
         self.records = records  # records in staged blocks (and in blocks being staged, until flush())
         self._buffered = 0
         self._staging: list[asyncio.Future[Any]] = []  # blocks being staged while writing goes on
+        self._position = 0  # bytes in the blocks listed so far (a new file's: what digests' offsets count)
 
     @staticmethod
     def _block_id() -> str:
@@ -121,7 +122,7 @@ class StagedJsonl:
     async def write(self, record: dict[str, Any]) -> None:
         line = encode_line(record)
         if self.digests is not None:
-            self.digests.add_line(line)
+            self.digests.add_line(line, self._position + len(self._buffer))
         self._buffer += line
         self._buffered += 1
         if len(self._buffer) >= self._block_size:
@@ -130,7 +131,7 @@ class StagedJsonl:
     async def write_line(self, line: bytes) -> None:
         """A line already encoded (kept unchanged from a previous run's file)."""
         if self.digests is not None:
-            self.digests.add_line(line)
+            self.digests.add_line(line, self._position + len(self._buffer))
         if len(line) >= self._block_size:
             # A very long line (a group of a million members: 37 MB) is staged as it is, after what is
             # buffered, rather than copied into the buffer and out again.
@@ -152,7 +153,7 @@ class StagedJsonl:
             await self.write_line(head + bytes(rest))  # a very long line: its own block, as write_line does
             return
         if self.digests is not None:
-            self.digests.add_line(head + bytes(rest))
+            self.digests.add_line(head + bytes(rest), self._position + len(self._buffer))
         self._buffer += head
         self._buffer += rest
         self._buffer += b"\n"
@@ -164,26 +165,38 @@ class StagedJsonl:
         """Stage ``records`` as block(s) of their own (not mixed with the buffer); returns the last id.
 
         Used where a checkpoint must say exactly which records a set of blocks holds: the block is staged
-        when this returns.
+        when this returns. Its place among ``blocks`` is taken when it is called (so the offsets its lines
+        are given hold in the committed file); a failed upload takes it out again.
         """
         lines = [encode_line(r) for r in records]
         if not lines:
             return None
+        await self._send_buffer()  # what is buffered comes first (a writer that stages does not buffer)
         if self.digests is not None:
+            offset = self._position
             for line in lines:
-                self.digests.add_line(line)
+                self.digests.add_line(line, offset)
+                offset += len(line)
         data = b"".join(lines)
         block_id = self._block_id()
-        await threads.call(self._blob.stage_block, block_id, data)
         self.blocks.append(block_id)
+        self._position += len(data)
+        try:
+            await threads.call(self._blob.stage_block, block_id, data)
+        except BaseException:
+            self.blocks.remove(block_id)
+            self.digests = None  # its offsets no longer hold: readers build the table from the file
+            raise
         self.records += len(records)
         return block_id
 
     async def write_lines(self, data: bytes, lines: int) -> None:
         """Whole lines already encoded, each ending in a newline (``lines`` of them), written as they are."""
         if self.digests is not None:
-            for line in data.splitlines():
-                self.digests.add_line(line)
+            offset = self._position + len(self._buffer)
+            for line in data.splitlines(keepends=True):
+                self.digests.add_line(line, offset)
+                offset += len(line)
         self._buffer += data
         self._buffered += lines
         if len(self._buffer) >= self._block_size:
@@ -206,9 +219,10 @@ class StagedJsonl:
         """Stage a block in the background: the writer goes on filling the next block (or reading what it
         copies) meanwhile. The block's place in ``blocks`` is taken now, so the order of the blob's blocks is
         the order of writing, whichever upload ends first; at most ``staging_ahead`` blocks are in flight."""
-        await self._settle(self._ahead - 1)
         block_id = self._block_id()
         self.blocks.append(block_id)
+        self._position += len(data)
+        await self._settle(self._ahead - 1)
         staging = asyncio.ensure_future(threads.call(self._blob.stage_block, block_id, data))
         staging.add_done_callback(_retrieve)
         self._staging.append(staging)
@@ -261,30 +275,48 @@ async def read_chunks(
 ) -> AsyncIterator[bytes]:
     """A committed blob's bytes in ranges of ``size`` (:data:`READ_CHUNK` by default; lines may span ranges).
 
-    Each range is one GET pinned to the blob's ETag: a blob replaced under the reader fails the read rather
-    than mixing two versions. The next ``ahead`` ranges download while the caller works through this one, so
-    reading a view back (the delivery's changes, an incremental merge) waits on storage once, not per range.
+    The next ``ahead`` ranges download while the caller works through this one, so reading a view back (the
+    delivery's changes, an incremental merge) waits on storage once, not per range.
     """
     blob = container.get_blob_client(name)
     properties = await threads.call(blob.get_blob_properties)
-    total, etag = properties.size, properties.etag
-    step = size or READ_CHUNK
+    total, step = properties.size, size or READ_CHUNK
+    ranges = ((offset, min(step, total - offset)) for offset in range(0, total, step))
+    async for chunk in _ranges(blob, properties.etag, ranges, ahead):
+        yield chunk
 
-    def download(offset: int) -> bytes:
+
+async def read_ranges(
+    container: ContainerClient, name: str, ranges: Iterable[tuple[int, int]], *, ahead: int = 3
+) -> AsyncIterator[bytes]:
+    """The bytes of a committed blob at each (offset, length) of ``ranges``, in order, ``ahead`` of them
+    downloading while the caller works through one."""
+    blob = container.get_blob_client(name)
+    properties = await threads.call(blob.get_blob_properties)
+    async for chunk in _ranges(blob, properties.etag, ranges, ahead):
+        yield chunk
+
+
+async def _ranges(
+    blob: BlobClient, etag: str, ranges: Iterable[tuple[int, int]], ahead: int
+) -> AsyncIterator[bytes]:
+    """Each range is one GET pinned to the blob's ETag: a blob replaced under the reader fails the read
+    rather than mixing two versions."""
+
+    def download(offset: int, length: int) -> bytes:
         return blob.download_blob(
-            offset=offset,
-            length=min(step, total - offset),
-            etag=etag,
-            match_condition=MatchConditions.IfNotModified,
+            offset=offset, length=length, etag=etag, match_condition=MatchConditions.IfNotModified
         ).readall()
 
+    todo = iter(ranges)
     pending: deque[asyncio.Future[bytes]] = deque()
-    offset = 0
     try:
         while True:
-            while offset < total and len(pending) <= ahead:
-                pending.append(asyncio.ensure_future(threads.call(download, offset)))
-                offset += min(step, total - offset)
+            while len(pending) <= ahead:
+                place = next(todo, None)
+                if place is None:
+                    break
+                pending.append(asyncio.ensure_future(threads.call(download, *place)))
             if not pending:
                 return
             yield await pending.popleft()

@@ -29,7 +29,8 @@ from shared.storage import threads
 from shared.storage.blobs import read_lines
 from shared.storage.views import line_id
 
-MAGIC = b"EGCDIG1\n"
+MAGIC = b"EGCDIG1\n"  # id hashes and digests
+PLACED = b"EGCDIG2\n"  # and where each line is in its view file (a view's own table)
 MARKED = 0  # the digest of an object delivered as removed (a real digest of 0 is stored as 1)
 _BINARY = ContentSettings(content_type="application/octet-stream")
 
@@ -44,11 +45,17 @@ def line_digest(line: bytes) -> int:
 
 
 class DigestTable:
-    """An immutable, sorted table of (id hash, digest)."""
+    """An immutable, sorted table of (id hash, digest); a view's own table also says where each record's line
+    is in the view file (``offsets``, and ``lengths`` without the newline: 12 bytes more a record), so the
+    lines of a few changed records are read by range rather than by reading the file."""
 
-    def __init__(self, hashes: array, digests: array) -> None:
+    def __init__(
+        self, hashes: array, digests: array, offsets: array | None = None, lengths: array | None = None
+    ) -> None:
         self.hashes = hashes
         self.digests = digests
+        self.offsets = offsets
+        self.lengths = lengths
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -63,33 +70,46 @@ class DigestTable:
         return len(self.digests) - self.digests.count(MARKED)
 
     def to_bytes(self) -> bytes:
-        hashes, digests = self.hashes, self.digests
+        columns = [self.hashes, self.digests]
+        if self.offsets is not None and self.lengths is not None:
+            columns += [self.offsets, self.lengths]
         if sys.byteorder != "little":
-            hashes, digests = array("Q", hashes), array("Q", digests)
-            hashes.byteswap()
-            digests.byteswap()
-        return MAGIC + struct.pack("<Q", len(hashes)) + hashes.tobytes() + digests.tobytes()
+            columns = [array(column.typecode, column) for column in columns]
+            for column in columns:
+                column.byteswap()
+        magic = PLACED if len(columns) == 4 else MAGIC
+        return magic + struct.pack("<Q", len(self.hashes)) + b"".join(column.tobytes() for column in columns)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DigestTable:
-        if not data.startswith(MAGIC):
+        if data.startswith(MAGIC):
+            typecodes = "QQ"
+        elif data.startswith(PLACED):
+            typecodes = "QQQI"
+        else:
             raise ValueError("not a digest table")
         (count,) = struct.unpack_from("<Q", data, len(MAGIC))
         start = len(MAGIC) + 8
-        hashes, digests = array("Q"), array("Q")
-        hashes.frombytes(data[start : start + 8 * count])
-        digests.frombytes(data[start + 8 * count : start + 16 * count])
-        if sys.byteorder != "little":
-            hashes.byteswap()
-            digests.byteswap()
-        return cls(hashes, digests)
+        columns = []
+        for typecode in typecodes:
+            column = array(typecode)
+            end = start + column.itemsize * count
+            column.frombytes(data[start:end])
+            if sys.byteorder != "little":
+                column.byteswap()
+            columns.append(column)
+            start = end
+        return cls(*columns)
 
 
 class DigestBuilder:
-    """Collects (id hash, digest) pairs in any order; :meth:`table` sorts them."""
+    """Collects (id hash, digest) pairs in any order, with each line's place in its file when every line
+    has one; :meth:`table` sorts them."""
 
     def __init__(self) -> None:
         self._pairs = array("Q")  # hash, digest, hash, digest, ...
+        self._offsets: array | None = array("Q")  # None once a line came without its place
+        self._lengths = array("I")
 
     def __len__(self) -> int:
         return len(self._pairs) // 2
@@ -97,14 +117,21 @@ class DigestBuilder:
     def add(self, hashed: int, digest: int) -> None:
         self._pairs.append(hashed)
         self._pairs.append(digest)
+        self._offsets = None
 
-    def add_line(self, line: bytes) -> None:
-        """A view line (``{"id":...,"attributes":...}``, with or without its newline)."""
+    def add_line(self, line: bytes, offset: int | None = None) -> None:
+        """A view line (``{"id":...,"attributes":...}``, with or without its newline), and where it starts in
+        its file (a writer knows; a reader of the file need not say)."""
         self._pairs.append(id_hash(line_id(line)))
         self._pairs.append(line_digest(line))
+        if offset is None:
+            self._offsets = None
+        elif self._offsets is not None:
+            self._offsets.append(offset)
+            self._lengths.append(len(line) - line.endswith(b"\n"))
 
     def table(self) -> DigestTable:
-        pairs = self._pairs
+        pairs, offsets, lengths = self._pairs, self._offsets, self._lengths
         # Sorted by (hash, position): one int per record while sorting (about 50 bytes), not a position and
         # a key (about 90): a million-record view's table is built in 60 MB less.
         order = [pairs[i] << 64 | i for i in range(0, len(pairs), 2)]
@@ -112,8 +139,12 @@ class DigestBuilder:
         mask = (1 << 64) - 1
         hashes = array("Q", (key >> 64 for key in order))
         digests = array("Q", (pairs[(key & mask) + 1] for key in order))
-        self._pairs = array("Q")
-        return DigestTable(hashes, digests)
+        self._pairs, self._offsets, self._lengths = array("Q"), array("Q"), array("I")
+        if offsets is None:
+            return DigestTable(hashes, digests)
+        places = array("Q", (offsets[(key & mask) >> 1] for key in order))
+        sizes = array("I", (lengths[(key & mask) >> 1] for key in order))
+        return DigestTable(hashes, digests, places, sizes)
 
 
 def with_marks(table: DigestTable, marked: list[int]) -> DigestTable:

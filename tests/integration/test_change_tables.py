@@ -84,29 +84,43 @@ async def test_a_first_delivery_copies_the_view_a_range_at_a_time_with_the_same_
     assert (cache.hashes, cache.digests) == (view_table.hashes, view_table.digests)
 
 
-async def test_only_changed_records_are_read_and_an_unchanged_view_is_not_read_at_all(
+async def test_only_changed_records_are_read_by_range_and_an_unchanged_view_is_not_read_at_all(
     container: ContainerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = await _compute(container, "r1", await _view(container, "t/runs/r1/users.jsonl", _lines(50)))
     changed = _lines(52, changed={7: "boss", 40: "deputy"})  # two changed, two new
-    second = await _compute(
-        container, "r2", await _view(container, "t/runs/r2/users.jsonl", changed), first.view
-    )
-    counts = second.streams["users"]
-    assert (counts.new, counts.changed, counts.unchanged) == (2, 2, 48)
-    sent = [json.loads(line)["id"][:8] for line in await _changes(container, second.changes_file)]
-    assert sent == ["00000007", "00000040", "00000050", "00000051"]  # in the view's order
+    view = await _view(container, "t/runs/r2/users.jsonl", changed)
 
     def unread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the view was read")
+        raise AssertionError("the view was read whole")
+
+    ranges: list[list[tuple[int, int]]] = []
+    read_ranges = changes.read_ranges
+
+    def ranged(container: ContainerClient, name: str, places: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+        ranges.append(places)
+        return read_ranges(container, name, places)
 
     monkeypatch.setattr(changes, "read_lines", unread)
     monkeypatch.setattr(changes, "read_chunks", unread)
+    monkeypatch.setattr(changes, "read_ranges", ranged)
+    second = await _compute(container, "r2", view, first.view)
+    counts = second.streams["users"]
+    assert (counts.new, counts.changed, counts.unchanged) == (2, 2, 48)
+    sent = await _changes(container, second.changes_file)
+    assert [json.loads(line)["id"][:8] for line in sent] == ["00000007", "00000040", "00000050", "00000051"]
+    head = b'{"op":"upsert","stream":"users",'
+    assert sent == [head + changed[n][1:].rstrip(b"\n") for n in (7, 40, 50, 51)]  # the view's bytes
+    size = sum(len(line) for line in changed)
+    assert (
+        len(ranges) == 1 and sum(length for _, length in ranges[0]) < size
+    )  # the changed lines' ranges only
+    ranges.clear()
     third = await _compute(
         container, "r3", await _view(container, "t/runs/r3/users.jsonl", changed), second.view
     )
     assert third.streams["users"].unchanged == 52 and third.total == 0
-    assert await _changes(container, third.changes_file) == []
+    assert await _changes(container, third.changes_file) == [] and ranges == []
 
 
 async def test_a_view_without_its_table_gives_the_same_changes(container: ContainerClient) -> None:
@@ -189,7 +203,9 @@ def test_tables_compare_by_id_and_digest() -> None:
     assert digests.compare(table({"a": "1"}), None) == (1, 1, 0)
 
 
-async def test_ranges_read_ahead_come_in_order_and_a_reader_may_stop_early(container: ContainerClient) -> None:
+async def test_ranges_read_ahead_come_in_order_and_a_reader_may_stop_early(
+    container: ContainerClient,
+) -> None:
     data = bytes(range(256)) * 400  # 102,400 bytes
     container.upload_blob("t/blob", data)
     chunks = [chunk async for chunk in blobs.read_chunks(container, "t/blob", size=10_000, ahead=3)]
@@ -197,3 +213,66 @@ async def test_ranges_read_ahead_come_in_order_and_a_reader_may_stop_early(conta
     reader = blobs.read_chunks(container, "t/blob", size=10_000, ahead=3)
     assert await anext(reader) == data[:10_000]
     await reader.aclose()  # three ranges in flight are dropped without an unretrieved error
+
+
+async def test_a_views_table_says_where_each_line_is_however_it_was_written(
+    container: ContainerClient,
+) -> None:
+    """Pages staged concurrently (each its own block, in the order they finish), lines longer than a block,
+    and buffered lines: each line's offset and length in the committed file are the table's."""
+    import asyncio
+
+    builder = DigestBuilder()
+    writer = StagedJsonl(container, "t/runs/r1/groups.jsonl", block_size=2048, digests=builder)
+    pages = [
+        [{"id": f"p{page}-{n}", "attributes": {"x": "y" * (n * 97 % 900)}} for n in range(12)]
+        for page in range(6)
+    ]
+    await asyncio.gather(*(writer.stage(records) for records in pages))
+    await writer.write_line(blobs.encode_line({"id": "long", "attributes": {"m": "z" * 5000}}))
+    for n in range(30):
+        await writer.write({"id": f"b{n}", "attributes": {"n": n}})
+    await writer.commit()
+    table = builder.table()
+    assert table.offsets is not None and table.lengths is not None
+    data = container.download_blob("t/runs/r1/groups.jsonl").readall()
+    offset, seen = 0, 0
+    for line in data.split(b"\n")[:-1]:
+        at = table.find(id_hash(json.loads(line)["id"]))
+        assert (table.offsets[at], table.lengths[at]) == (offset, len(line))
+        offset += len(line) + 1
+        seen += 1
+    assert seen == len(table) == 6 * 12 + 31
+    again = DigestTable.from_bytes(
+        table.to_bytes()
+    )  # the places survive a round trip; a cache table has none
+    assert (again.offsets, again.lengths) == (table.offsets, table.lengths)
+    plain = DigestTable.from_bytes(digests.with_marks(table, [1]).to_bytes())
+    assert plain.offsets is None and len(plain) == len(table) + 1
+
+
+async def test_a_table_that_disagrees_with_its_file_sends_nothing_wrong(container: ContainerClient) -> None:
+    first = await _compute(container, "r1", await _view(container, "t/runs/r1/users.jsonl", _lines(20)))
+    lines = _lines(20, changed={5: "changed"})
+    view = await _view(container, "t/runs/r2/users.jsonl", lines)
+    table = await digests.load(container, digests.table_name(view))
+    assert table is not None and table.offsets is not None
+    for at in range(len(table)):
+        table.offsets[at] += 3  # every place off by three bytes
+    await digests.save(container, digests.table_name(view), table)
+    with pytest.raises(ValueError, match="no record at"):
+        await _compute(container, "r2", view, first.view)
+
+
+async def test_a_block_that_fails_to_stage_leaves_the_list_and_the_table(container: ContainerClient) -> None:
+    builder = DigestBuilder()
+    writer = StagedJsonl(container, "t/runs/r1/users.jsonl", block_size=2048, digests=builder)
+    await writer.stage([{"id": "a", "attributes": {}}])
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError("storage is down")
+
+    writer._blob.stage_block = fail  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="storage is down"):
+        await writer.stage([{"id": "b", "attributes": {}}])
+    assert len(writer.blocks) == 1 and writer.records == 1 and writer.digests is None
