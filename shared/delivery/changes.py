@@ -262,7 +262,7 @@ async def compute(
 
 
 _EMPTY = DigestTable(array("Q"), array("Q"))
-COPY_CHUNK = 4 * 1024 * 1024  # a view copied whole is read in ranges of this size (fewer calls), two ahead
+COPY_CHUNK = 2 * 1024 * 1024  # a view copied whole is read in ranges of this size, two ahead
 
 
 @dataclass
@@ -343,7 +343,7 @@ async def _some_upserts(
     )
     ranges = _ranges_of(places)
     upsert = _upsert_head(stream.name)
-    reads = read_ranges(container, stream.view_file, [(start, size) for start, size, _ in ranges])
+    reads = read_ranges(container, stream.view_file, [(start, size) for start, size, _ in ranges], ahead=2)
     async for (start, _, lines), data in _zip_async(ranges, reads):
         for offset, length, hashed in lines:
             line = data[offset - start : offset - start + length]
@@ -356,7 +356,7 @@ async def _some_upserts(
 
 
 GAP = 64 * 1024  # lines closer than this are read in one range
-MOST = 4 * 1024 * 1024  # bytes of one range, unless a line alone is longer
+MOST = 1024 * 1024  # bytes of one range, unless a line alone is longer (two download while one is used)
 
 Place = tuple[int, int, int]  # a line's offset, length (without its newline), id hash
 

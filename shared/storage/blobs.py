@@ -197,6 +197,10 @@ class StagedJsonl:
             for line in data.splitlines(keepends=True):
                 self.digests.add_line(line, offset)
                 offset += len(line)
+        if not self._buffer and len(data) >= self._block_size:  # a block as it is: no copy into the buffer
+            await self._send(data)
+            self.records += lines
+            return
         self._buffer += data
         self._buffered += lines
         if len(self._buffer) >= self._block_size:

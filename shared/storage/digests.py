@@ -91,10 +91,11 @@ class DigestTable:
         (count,) = struct.unpack_from("<Q", data, len(MAGIC))
         start = len(MAGIC) + 8
         columns = []
+        view = memoryview(data)  # each column copied once, from the data itself
         for typecode in typecodes:
             column = array(typecode)
             end = start + column.itemsize * count
-            column.frombytes(data[start:end])
+            column.frombytes(view[start:end])
             if sys.byteorder != "little":
                 column.byteswap()
             columns.append(column)

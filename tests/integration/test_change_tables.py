@@ -97,9 +97,9 @@ async def test_only_changed_records_are_read_by_range_and_an_unchanged_view_is_n
     ranges: list[list[tuple[int, int]]] = []
     read_ranges = changes.read_ranges
 
-    def ranged(container: ContainerClient, name: str, places: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+    def ranged(container: ContainerClient, name: str, places: list[tuple[int, int]], ahead: int):  # type: ignore[no-untyped-def]
         ranges.append(places)
-        return read_ranges(container, name, places)
+        return read_ranges(container, name, places, ahead=2)
 
     monkeypatch.setattr(changes, "read_lines", unread)
     monkeypatch.setattr(changes, "read_chunks", unread)
