@@ -5,10 +5,10 @@ A table holds, sorted by id hash, an 8-byte hash of each record's id and an 8-by
 (two ``array('Q')``). Lookups are binary searches (``bisect`` on the array).
 
 Two kinds are kept: a view's own table, written at commit beside its file (``{view file}.digests``, built
-while the view was written, so nothing reads the view back to learn it), and the task cache's (the delivered
-view's table plus its marks, ``cache/{stream}.digests``). A full run compares its view with the previous one
-table to table; delivery compares the run's view with the cache the same way, and reads the view only for the
-records it sends.
+while the view was written, so nothing reads the view back to learn it; it also keeps each line's offset and
+length in the file, 12 bytes more), and the task cache's (the delivered view's table plus its marks,
+``cache/{stream}.digests``). A full run compares its view with the previous one table to table; delivery
+compares the run's view with the cache the same way, and reads from the view only the lines it sends.
 
 Ids are hashed to 64 bits: among a million ids the chance that two share a hash is about 3 in 100 million.
 """
@@ -21,6 +21,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
@@ -78,28 +79,64 @@ class DigestTable:
             for column in columns:
                 column.byteswap()
         magic = PLACED if len(columns) == 4 else MAGIC
-        return magic + struct.pack("<Q", len(self.hashes)) + b"".join(column.tobytes() for column in columns)
+        # One copy of the columns (joined from their buffers), not one per column and another joining them.
+        return b"".join(
+            [magic, struct.pack("<Q", len(self.hashes)), *(memoryview(column) for column in columns)]
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DigestTable:
-        if data.startswith(MAGIC):
+        return cls.from_chunks([data])
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[bytes]) -> DigestTable:
+        """A table from its bytes in pieces of any size (a download's chunks), each column filled as they
+        come: the whole is never held at once besides the columns."""
+        parts = iter(chunks)
+        head = b""
+        while len(head) < len(MAGIC) + 8:
+            part = next(parts, None)
+            if part is None:
+                raise ValueError("not a digest table")
+            head += part
+        if head.startswith(MAGIC):
             typecodes = "QQ"
-        elif data.startswith(PLACED):
+        elif head.startswith(PLACED):
             typecodes = "QQQI"
         else:
             raise ValueError("not a digest table")
-        (count,) = struct.unpack_from("<Q", data, len(MAGIC))
-        start = len(MAGIC) + 8
-        columns = []
-        view = memoryview(data)  # each column copied once, from the data itself
-        for typecode in typecodes:
-            column = array(typecode)
-            end = start + column.itemsize * count
-            column.frombytes(view[start:end])
-            if sys.byteorder != "little":
+        (count,) = struct.unpack_from("<Q", head, len(MAGIC))
+        columns = [array(typecode) for typecode in typecodes]
+        sizes = [column.itemsize * count for column in columns]
+        index, carry = 0, b""  # the column being filled, and bytes short of a whole item
+
+        def filled() -> bool:
+            return len(columns[index]) * columns[index].itemsize == sizes[index]
+
+        for part in _chain([head[len(MAGIC) + 8 :]], parts):
+            view = memoryview(carry + part) if carry else memoryview(part)
+            carry = b""
+            while index < len(columns):
+                if filled():
+                    index += 1
+                    continue
+                if not view:
+                    break
+                column = columns[index]
+                room = sizes[index] - len(column) * column.itemsize
+                take = room if len(view) >= room else len(view) - len(view) % column.itemsize
+                if not take:  # less than an item left: it waits for the next part
+                    carry = bytes(view)
+                    break
+                column.frombytes(view[:take])
+                view = view[take:]
+        while index < len(columns) and filled():
+            index += 1
+        if index < len(columns):
+            raise ValueError("a digest table cut short")
+        if sys.byteorder != "little":
+            for column in columns:
                 column.byteswap()
-            columns.append(column)
-            start = end
         return cls(*columns)
 
 
@@ -133,19 +170,26 @@ class DigestBuilder:
 
     def table(self) -> DigestTable:
         pairs, offsets, lengths = self._pairs, self._offsets, self._lengths
-        # Sorted by (hash, position): one int per record while sorting (about 50 bytes), not a position and
-        # a key (about 90): a million-record view's table is built in 60 MB less.
-        order = [pairs[i] << 64 | i for i in range(0, len(pairs), 2)]
-        order.sort()
-        mask = (1 << 64) - 1
-        hashes = array("Q", (key >> 64 for key in order))
-        digests = array("Q", (pairs[(key & mask) + 1] for key in order))
         self._pairs, self._offsets, self._lengths = array("Q"), array("Q"), array("I")
-        if offsets is None:
-            return DigestTable(hashes, digests)
-        places = array("Q", (offsets[(key & mask) >> 1] for key in order))
-        sizes = array("I", (lengths[(key & mask) >> 1] for key in order))
-        return DigestTable(hashes, digests, places, sizes)
+        keys, values = pairs[0::2], pairs[1::2]
+        del pairs
+        # Sorted by (hash, position) a first byte of the hash at a time: the records' positions in 256 arrays
+        # (4 bytes each), then each bucket sorted on its own, so sorting a million-record view holds a few
+        # thousand Python ints at a time, not a million (about 55 MB).
+        buckets = [array("I") for _ in range(256)]
+        for position, hashed in enumerate(keys):
+            buckets[hashed >> 56].append(position)
+        columns = [(keys, array("Q")), (values, array("Q"))]
+        if offsets is not None:
+            columns += [(offsets, array("Q")), (lengths, array("I"))]
+        for number in range(256):
+            order = sorted(
+                buckets[number], key=keys.__getitem__
+            )  # stable: equal hashes stay in position order
+            buckets[number] = array("I")
+            for source, target in columns:
+                target.extend(map(source.__getitem__, order))
+        return DigestTable(*(target for _, target in columns))
 
 
 def with_marks(table: DigestTable, marked: list[int]) -> DigestTable:
@@ -165,6 +209,11 @@ def with_marks(table: DigestTable, marked: list[int]) -> DigestTable:
     hashes += table.hashes[start:]
     digests += table.digests[start:]
     return DigestTable(hashes, digests)
+
+
+def _chain(*parts: Iterable[bytes]) -> Iterator[bytes]:
+    for part in parts:
+        yield from part
 
 
 def table_name(view_file: str) -> str:
@@ -212,11 +261,13 @@ async def save(container: ContainerClient, name: str, table: DigestTable) -> Non
 
 
 async def load(container: ContainerClient, name: str) -> DigestTable | None:
-    def read() -> bytes | None:
+    """A saved table, or None; read a download chunk at a time into its columns (a million-record view's
+    31 MB are not held twice)."""
+
+    def read() -> DigestTable | None:
         try:
-            return container.get_blob_client(name).download_blob().readall()
+            return DigestTable.from_chunks(container.get_blob_client(name).download_blob().chunks())
         except ResourceNotFoundError:
             return None
 
-    data = await threads.call(read)
-    return None if data is None else DigestTable.from_bytes(data)
+    return await threads.call(read)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from shared.delivery.batches import BatchHeader, DeliveryBatch
 from shared.delivery.cache import daily_clear_due, last_clear_moment
 from shared.storage.delivery import DeliveredView, DeliveryState
@@ -95,3 +97,35 @@ def test_the_guard_holds_above_its_count_or_its_share_never_at_them():
     assert guard_reason(at_share, changes(29, 0, 100)) is None
     assert guard_reason(DeletionGuard(max_marks=0), changes(0, 0, 0)) is None
     assert guard_reason(DeletionGuard(max_marks=0), changes(1, 0, 1)) is not None
+
+
+def test_a_table_is_sorted_by_hash_then_position_and_read_back_from_pieces_of_any_size():
+    builder, offset = DigestBuilder(), 0
+    expected = []
+    for n in range(3000):
+        object_id = f"id-{n % 2900}"  # a hundred ids twice: equal hashes keep their order of writing
+        line = f'{{"id":"{object_id}","attributes":{{"n":{n}}}}}\n'.encode()
+        builder.add_line(line, offset)
+        expected.append((id_hash(object_id), n, line_digest(line), offset, len(line) - 1))
+        offset += len(line)
+    expected.sort()
+    table = builder.table()
+    assert list(table.hashes) == [e[0] for e in expected] and list(table.digests) == [e[2] for e in expected]
+    assert table.offsets is not None and table.lengths is not None
+    assert list(table.offsets) == [e[3] for e in expected] and list(table.lengths) == [e[4] for e in expected]
+    plain = DigestBuilder()
+    plain.add(id_hash("a"), 1)
+    for data in (
+        table.to_bytes(),
+        plain.table().to_bytes(),
+    ):  # with places (a view's) and without (the cache's)
+        whole = DigestTable.from_bytes(data)
+        for size in (1, 7, 8, 9, 1000, len(data)):
+            parts = DigestTable.from_chunks(data[i : i + size] for i in range(0, len(data), size))
+            assert (parts.hashes, parts.digests, parts.offsets, parts.lengths) == (
+                whole.hashes, whole.digests, whole.offsets, whole.lengths
+            )  # fmt: skip
+        with pytest.raises(ValueError, match="cut short"):
+            DigestTable.from_bytes(data[:-1])
+    with pytest.raises(ValueError, match="not a digest table"):
+        DigestTable.from_bytes(b"EGCDIG9\n" + bytes(8))
