@@ -242,7 +242,8 @@ async def compute(
                     marked.append(id_hash(object_id))
         if stream.removed:
             continue  # marked once; it leaves the cache (a stream added again delivers everything anew)
-        table = digests.with_marks(table_now, marked)
+        # The cache keeps hashes and digests (16 bytes a record); where lines are is the view's business.
+        table = digests.with_marks(DigestTable(table_now.hashes, table_now.digests), marked)
         name = f"{prefix}/cache/{stream.name}.digests"
         await digests.save(container, name, table)
         digest_files[stream.name] = name

@@ -82,6 +82,7 @@ async def test_a_first_delivery_copies_the_view_a_range_at_a_time_with_the_same_
     view_table = await digests.load(container, digests.table_name(view))
     assert cache is not None and view_table is not None
     assert (cache.hashes, cache.digests) == (view_table.hashes, view_table.digests)
+    assert cache.offsets is None and view_table.offsets is not None  # the cache keeps 16 bytes a record
 
 
 async def test_only_changed_records_are_read_by_range_and_an_unchanged_view_is_not_read_at_all(
