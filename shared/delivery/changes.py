@@ -243,9 +243,12 @@ async def compute(
         if stream.removed:
             continue  # marked once; it leaves the cache (a stream added again delivers everything anew)
         # The cache keeps hashes and digests (16 bytes a record); where lines are is the view's business.
-        table = digests.with_marks(DigestTable(table_now.hashes, table_now.digests), marked)
+        # The tables compared are let go first: a million records' are 50 MB.
+        cache = DigestTable(table_now.hashes, table_now.digests)
+        old, table_now = None, _EMPTY
+        del plan
         name = f"{prefix}/cache/{stream.name}.digests"
-        await digests.save(container, name, table)
+        await digests.save(container, name, cache, marked)
         digest_files[stream.name] = name
         records[stream.name] = counts.records
     await writer.commit()

@@ -253,8 +253,31 @@ def compare(new: DigestTable, old: DigestTable | None) -> tuple[int, int, int]:
     return records, changed, len(old) - matched
 
 
-async def save(container: ContainerClient, name: str, table: DigestTable) -> None:
-    data = table.to_bytes()
+def marked_bytes(table: DigestTable, marked: list[int]) -> bytes:
+    """``with_marks(table, marked).to_bytes()`` without its places, built from slices of the table's columns:
+    the only copy of a million-record table is the bytes themselves."""
+    if sys.byteorder != "little":
+        return with_marks(DigestTable(table.hashes, table.digests), marked).to_bytes()
+    points, start = [], 0
+    for hashed in sorted(marked):
+        start = bisect_left(table.hashes, hashed, start)
+        points.append((start, hashed))
+    parts: list[bytes | memoryview] = [MAGIC, struct.pack("<Q", len(table) + len(marked))]
+    for values, is_hashes in ((table.hashes, True), (table.digests, False)):
+        view, start = memoryview(values), 0
+        for at, hashed in points:
+            parts += [view[start:at], struct.pack("<Q", hashed if is_hashes else MARKED)]
+            start = at
+        parts.append(view[start:])
+    return b"".join(parts)
+
+
+async def save(
+    container: ContainerClient, name: str, table: DigestTable, marked: list[int] | None = None
+) -> None:
+    """Save ``table`` (with its places, if it has them); with ``marked``: the cache's table, those id hashes
+    spliced in as ``MARKED`` and no places."""
+    data = table.to_bytes() if marked is None else marked_bytes(table, marked)
     await threads.call(
         container.get_blob_client(name).upload_blob, data, overwrite=True, content_settings=_BINARY
     )

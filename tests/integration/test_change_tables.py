@@ -184,6 +184,16 @@ def test_marks_are_spliced_into_a_table_in_order() -> None:
     expected = everything.table()
     assert (merged.hashes, merged.digests) == (expected.hashes, expected.digests)
     assert digests.with_marks(table, []) is table
+    # The cache's bytes are built from slices: the same as the table with marks, without places.
+    edges = [0, (1 << 64) - 1, *marked]  # before the first hash and after the last too
+    assert digests.marked_bytes(table, edges) == digests.with_marks(table, edges).to_bytes()
+    assert digests.marked_bytes(table, []) == table.to_bytes()
+    placed = DigestBuilder()
+    placed.add_line(b'{"id":"x","attributes":{}}', 0)
+    with_places = placed.table()
+    assert with_places.offsets is not None
+    plain = DigestTable.from_bytes(digests.marked_bytes(with_places, [5]))
+    assert plain.offsets is None and list(plain.digests).count(MARKED) == 1 and len(plain) == 2
 
 
 def test_tables_compare_by_id_and_digest() -> None:
