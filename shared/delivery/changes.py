@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import json
 from array import array
-from bisect import bisect_left
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from azure.storage.blob import ContainerClient
 
@@ -38,7 +37,6 @@ from shared.storage.delivery import DeliveredView
 from shared.storage.digests import MARKED, DigestTable, id_hash
 from shared.storage.views import line_id
 
-T = TypeVar("T")
 Reasons = Callable[[list[str], "StreamOutput"], Awaitable[dict[str, str]]]  # ids of a stream -> reasons
 
 
@@ -317,8 +315,6 @@ async def _all_upserts(container: ContainerClient, stream: StreamOutput, writer:
     head = _upsert_head(stream.name)
     at_line_start = True  # every line of a view starts with "{" and ends with a newline
     async for chunk in read_chunks(container, stream.view_file, size=COPY_CHUNK, ahead=2):
-        if not chunk:
-            continue
         lines = chunk.count(b"\n")
         # Every newline but a last one is followed by the next line's "{" (so the replace below meets
         # every line start), and a range that starts a line starts with "{".
@@ -336,11 +332,9 @@ async def _all_upserts(container: ContainerClient, stream: StreamOutput, writer:
 async def _some_upserts(
     container: ContainerClient, stream: StreamOutput, writer: StagedJsonl, plan: _Plan, view: DigestTable
 ) -> None:
-    """The view's lines whose records are to be sent, in the view's order: read by range where the view's
-    table says where they are, else by reading the view."""
-    if view.offsets is None or view.lengths is None:
-        await _upserts_by_reading(container, stream, writer, plan)
-        return
+    """The view's lines whose records are to be sent, in the view's order, read by range where the view's
+    table says they are."""
+    assert view.offsets is not None and view.lengths is not None  # a view's table has its lines' places
     offsets, lengths = view.offsets, view.lengths
     places = sorted(
         (offsets[at], lengths[at], hashed) for hashed in plan.sends for at in (view.find(hashed),)
@@ -348,7 +342,10 @@ async def _some_upserts(
     ranges = _ranges_of(places)
     upsert = _upsert_head(stream.name)
     reads = read_ranges(container, stream.view_file, [(start, size) for start, size, _ in ranges], ahead=2)
-    async for (start, _, lines), data in _zip_async(ranges, reads):
+    number = 0
+    async for data in reads:
+        start, _, lines = ranges[number]
+        number += 1
         for offset, length, hashed in lines:
             line = data[offset - start : offset - start + length]
             if not line.startswith(b"{") or id_hash(line_id(line)) != hashed:  # the table and file disagree
@@ -380,34 +377,6 @@ def _ranges_of(places: list[Place]) -> list[tuple[int, int, list[Place]]]:
                 continue
         ranges.append((offset, end - offset, [place]))
     return ranges
-
-
-async def _zip_async(items: list[T], chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[T, bytes]]:
-    index = 0
-    async for chunk in chunks:
-        yield items[index], chunk
-        index += 1
-
-
-async def _upserts_by_reading(
-    container: ContainerClient, stream: StreamOutput, writer: StagedJsonl, plan: _Plan
-) -> None:
-    """The view's lines whose records are to be sent, found by reading the whole view (a table without
-    the lines' places)."""
-    upsert = _upsert_head(stream.name)
-    sends, left = plan.sends, plan.upserts
-    async for line in read_lines(container, stream.view_file):
-        hashed = id_hash(line_id(line))
-        at = bisect_left(sends, hashed)
-        if at == len(sends) or sends[at] != hashed:
-            continue
-        if hashed in plan.restored:
-            await writer.write_line(_restored_line(stream.name, line, stream.marking))
-        else:
-            await writer.write_parts(upsert, memoryview(line)[1:])
-        left -= 1
-        if not left:
-            break
 
 
 async def _ids_at(

@@ -223,13 +223,15 @@ def table_name(view_file: str) -> str:
 
 async def of_view(container: ContainerClient, view_file: str) -> DigestTable:
     """A committed view's table: the one written with it, or (a view committed without one: by an earlier
-    version, or by a run resumed from a checkpoint) built from its lines."""
+    version, or by a run resumed from a checkpoint) built from its lines, with their places (a view's lines
+    each end in one newline, none empty: the writer's; delivery checks each line it takes by its id hash)."""
     saved = await load(container, table_name(view_file))
     if saved is not None:
         return saved
-    builder = DigestBuilder()
+    builder, offset = DigestBuilder(), 0
     async for line in read_lines(container, view_file):
-        builder.add_line(line)
+        builder.add_line(line, offset)
+        offset += len(line) + 1
     return builder.table()
 
 

@@ -100,7 +100,7 @@ async def test_only_changed_records_are_read_by_range_and_an_unchanged_view_is_n
 
     def ranged(container: ContainerClient, name: str, places: list[tuple[int, int]], ahead: int):  # type: ignore[no-untyped-def]
         ranges.append(places)
-        return read_ranges(container, name, places, ahead=2)
+        return read_ranges(container, name, places, ahead=ahead)
 
     monkeypatch.setattr(changes, "read_lines", unread)
     monkeypatch.setattr(changes, "read_chunks", unread)
