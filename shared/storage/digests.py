@@ -16,12 +16,13 @@ Ids are hashed to 64 bits: among a million ids the chance that two share a hash 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 import struct
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
@@ -113,7 +114,7 @@ class DigestTable:
         def filled() -> bool:
             return len(columns[index]) * columns[index].itemsize == sizes[index]
 
-        for part in _chain([head[len(MAGIC) + 8 :]], parts):
+        for part in itertools.chain([head[len(MAGIC) + 8 :]], parts):
             view = memoryview(carry + part) if carry else memoryview(part)
             carry = b""
             while index < len(columns):
@@ -183,9 +184,8 @@ class DigestBuilder:
         if offsets is not None:
             columns += [(offsets, array("Q")), (lengths, array("I"))]
         for number in range(256):
-            order = sorted(
-                buckets[number], key=keys.__getitem__
-            )  # stable: equal hashes stay in position order
+            # Stable: equal hashes stay in position order.
+            order = sorted(buckets[number], key=keys.__getitem__)
             buckets[number] = array("I")
             for source, target in columns:
                 target.extend(map(source.__getitem__, order))
@@ -209,11 +209,6 @@ def with_marks(table: DigestTable, marked: list[int]) -> DigestTable:
     hashes += table.hashes[start:]
     digests += table.digests[start:]
     return DigestTable(hashes, digests)
-
-
-def _chain(*parts: Iterable[bytes]) -> Iterator[bytes]:
-    for part in parts:
-        yield from part
 
 
 def table_name(view_file: str) -> str:
